@@ -1,0 +1,66 @@
+# Finex worker fleet. Two commands on a fresh machine: `make dev` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+FINEX  := $(VENV)/bin/finex
+PYTEST := $(VENV)/bin/pytest
+# Where the Kubernetes control-plane binaries are cached (outside the repository).
+K8S_CACHE ?= $(HOME)/.cache/finex/k8s
+export K8S_CACHE
+
+.PHONY: help bootstrap k8s-tools dev test test-unit test-integration test-e2e lint fmt bench \
+        cluster-up cluster-down kind-up kind-down clean
+
+help: ## Show the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+bootstrap: ## Install Debian packages (redis, postgresql, prometheus) and the venv, when absent
+	@hack/bootstrap.sh
+
+k8s-tools: ## Build the pinned Kubernetes control plane, etcd, kwok, kubectl and helm (cached)
+	@hack/build-k8s-tools.sh
+
+dev: bootstrap ## Run the fleet locally: Redis + Postgres, migrate, seed, workers, full recompute
+	@$(FINEX) dev
+
+test: bootstrap k8s-tools ## Run every test tier (unit, integration, e2e, promtool rules)
+	$(PYTEST) tests
+
+test-unit: bootstrap ## Pure-function tests only
+	$(PYTEST) tests/unit
+
+test-integration: bootstrap ## Tests against real Redis and PostgreSQL
+	$(PYTEST) tests/unit tests/integration
+
+test-e2e: bootstrap k8s-tools ## Tests against the local kube-apiserver
+	$(PYTEST) tests/e2e
+
+lint: bootstrap ## ruff and mypy (strict)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+fmt: bootstrap ## Apply ruff's formatting and fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: bootstrap ## Benchmarks: ratios against baselines measured in the same run
+	$(PY) bench/run.py
+
+cluster-up: bootstrap k8s-tools ## Start a local control plane (etcd, apiserver, kwok nodes) on loopback
+	$(PY) -m tests.support.cluster up
+
+cluster-down: ## Stop the local control plane started by cluster-up
+	$(PY) -m tests.support.cluster down
+
+kind-up: ## Workstations with Docker only: create a kind cluster and install the chart
+	kind create cluster --name finex --config hack/kind-config.yaml
+	helm upgrade --install finex charts/finex-workers --namespace finex --create-namespace
+
+kind-down: ## Delete the kind cluster
+	kind delete cluster --name finex
+
+clean: ## Remove local data (.data) and caches; keeps the k8s binary cache
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

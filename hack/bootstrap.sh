@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian machine, and nothing twice:
+#   - Debian packages: redis-server, postgresql, prometheus (for promtool and the e2e alert check)
+#   - a virtualenv in .venv with the project installed editable plus its dev tools
+# Safe to run again: every step checks before it acts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[bootstrap] %s\n' "$*"; }
+
+need_pkgs=()
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    need_pkgs+=(postgresql)
+fi
+command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3 python3-venv)
+
+if ((${#need_pkgs[@]})); then
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo_cmd=(sudo)
+    else
+        sudo_cmd=()
+    fi
+    say "installing Debian packages: ${need_pkgs[*]}"
+    "${sudo_cmd[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+        "${need_pkgs[@]}" >/dev/null
+fi
+
+# Debian's packages may start their own services; ours run on private ports, so that is harmless.
+stamp=.venv/.finex-installed
+if [ ! -x .venv/bin/python ]; then
+    say "creating virtualenv .venv"
+    python3 -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    say "installing Python dependencies into .venv"
+    .venv/bin/pip install -q --upgrade pip
+    .venv/bin/pip install -q -e '.[dev]'
+    touch "$stamp"
+fi
+say "ready"

@@ -1,0 +1,1 @@
+"""Kopf operator that runs a FinexWorkerPool as one Deployment per queue."""
