@@ -1,0 +1,108 @@
+"""Shared fixtures: a real Redis and a real PostgreSQL on free loopback ports.
+
+One server of each runs for the whole session. Each test gets a flushed Redis and its own
+database, cloned from a migrated template, so tests never see each other's rows or keys.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from finex_workers import localservices, migrate
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def services_dir() -> Iterator[Path]:
+    # Not pytest's tmp_path: that is mode 0700 and root-owned, and postgres runs as its own user.
+    path = Path(tempfile.mkdtemp(prefix="finex-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(services_dir: Path) -> Iterator[localservices.LocalService]:
+    svc = localservices.start_redis(services_dir / "redis")
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_server(services_dir: Path) -> Iterator[localservices.LocalService]:
+    svc = localservices.start_postgres(services_dir / "pg", max_connections=300, fast_unsafe=True)
+    yield svc
+    svc.stop()
+
+
+def _db_url(server: localservices.LocalService, dbname: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:{server.port}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: localservices.LocalService) -> str:
+    """Name of a database with every migration applied; tests clone it."""
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE finex_template")
+    migrate.migrate(_db_url(pg_server, "finex_template"))
+    return "finex_template"
+
+
+@pytest.fixture
+def database_url(pg_server: localservices.LocalService, pg_template: str,
+                 monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh, migrated database for this test; DATABASE_URL points at it."""
+    name = f"t{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE {pg_template}')
+    url = _db_url(pg_server, name)
+    monkeypatch.setenv("DATABASE_URL", url)
+    yield url
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database_url(pg_server: localservices.LocalService) -> Iterator[str]:
+    """A database with no migrations applied, for testing the migrator itself."""
+    name = f"e{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _db_url(pg_server, name)
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """An autocommit connection to this test's database."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture
+def redis_url(redis_server: localservices.LocalService,
+              monkeypatch: pytest.MonkeyPatch) -> str:
+    """The session's Redis, flushed for this test; REDIS_URL points at it."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()

@@ -1,0 +1,184 @@
+"""Local Redis and PostgreSQL servers on loopback, for `finex dev` and the test fixtures.
+
+Both run as child processes from Debian's packages (hack/bootstrap.sh installs them). They bind
+127.0.0.1 only. PostgreSQL's ``initdb`` refuses to run as root, so when we are root the cluster
+is created and run as the ``postgres`` system user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Settings that trade durability for speed. Only ever used for throwaway local clusters.
+FAST_UNSAFE_PG_SETTINGS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be found, started or reached."""
+
+
+@dataclass
+class LocalService:
+    """A server process we started; ``url`` is what clients connect to."""
+
+    name: str
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Ask the server to shut down cleanly (SIGTERM; SIGINT for PostgreSQL's fast mode)."""
+        if self.process.poll() is not None:
+            return
+        sig = signal.SIGINT if self.name == "postgresql" else signal.SIGTERM
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """True when something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _which(name: str, extra_globs: Sequence[str] = ()) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for pattern in extra_globs:
+        matches = sorted(glob.glob(pattern))
+        if matches:
+            return matches[-1]
+    raise ServiceError(f"{name} not found; run `make bootstrap` (hack/bootstrap.sh) to install it")
+
+
+def _pg_bin(name: str) -> str:
+    return _which(name, [f"/usr/lib/postgresql/*/bin/{name}"])
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    """Prefix argv so it runs as the postgres user when we are root (initdb refuses root)."""
+    if os.geteuid() != 0:
+        return argv
+    return ["runuser", "-u", "postgres", "--", *argv]
+
+
+def _chown_to_postgres(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, user="postgres", group="postgres")
+
+
+def _wait_until(check: object, what: str, proc: subprocess.Popen[bytes], log: Path,
+                timeout: float = 30.0) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise ServiceError(f"{what} exited with code {proc.returncode}:\n{tail}")
+        if check():
+            return
+        time.sleep(0.05)
+    raise ServiceError(f"{what} did not become ready within {timeout:.0f}s (log: {log})")
+
+
+def start_redis(data_dir: Path, port: int | None = None) -> LocalService:
+    """Start redis-server on 127.0.0.1 with its files in data_dir (no persistence to disk)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log = data_dir / "redis.log"
+    argv = [
+        _which("redis-server"),
+        "--bind", "127.0.0.1",
+        "--port", str(port),
+        "--dir", str(data_dir),
+        "--save", "",
+        "--appendonly", "no",
+        "--protected-mode", "yes",
+        "--logfile", str(log),
+    ]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    _wait_until(lambda: port_open("127.0.0.1", port), "redis-server", proc, log)
+    return LocalService("redis", f"redis://127.0.0.1:{port}/0", port, proc, log)
+
+
+def init_postgres(data_dir: Path) -> None:
+    """Create a PostgreSQL cluster in data_dir unless one is there (trust auth on loopback)."""
+    if (data_dir / "PG_VERSION").exists():
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    _chown_to_postgres(data_dir)
+    cmd = _as_postgres_user([_pg_bin("initdb"), "-D", str(data_dir), "-U", "postgres",
+                             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"])
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ServiceError(f"initdb failed for {data_dir}:\n{result.stdout}\n{result.stderr}")
+
+
+def start_postgres(data_dir: Path, port: int | None = None, *, max_connections: int = 200,
+                   fast_unsafe: bool = False) -> LocalService:
+    """Start postgres on 127.0.0.1 for the cluster in data_dir, initialising it when new.
+
+    The parent folders of data_dir must be traversable by the postgres user when we are root.
+    """
+    init_postgres(data_dir)
+    port = port or free_port()
+    log = data_dir.parent / f"{data_dir.name}.log"
+    log.touch()
+    _chown_to_postgres(log)
+    argv = [
+        _pg_bin("postgres"), "-D", str(data_dir),
+        "-c", "listen_addresses=127.0.0.1",
+        "-c", f"port={port}",
+        "-c", f"unix_socket_directories={data_dir}",
+        "-c", f"max_connections={max_connections}",
+    ]
+    if fast_unsafe:
+        for setting in FAST_UNSAFE_PG_SETTINGS:
+            argv += ["-c", setting]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(_as_postgres_user(argv), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def ready() -> bool:
+        result = subprocess.run([_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+                                capture_output=True, check=False)
+        return result.returncode == 0
+
+    _wait_until(ready, "postgres", proc, log, timeout=60)
+    return LocalService("postgresql", url, port, proc, log)
+
+
+def stop_all(services: Sequence[LocalService]) -> None:
+    """Stop services in reverse start order, ignoring ones already gone."""
+    for svc in reversed(services):
+        with contextlib.suppress(ProcessLookupError):
+            svc.stop()
