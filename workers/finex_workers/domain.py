@@ -517,6 +517,9 @@ def _seed_assets(
     ids: dict[str, int] = {
         str(r[0]): int(r[1]) for r in cur.execute("SELECT symbol, id FROM assets")
     }
+    # COPY text format built by hand, one block per asset: several times faster than write_row
+    # per price. repr() of a float is its shortest exact form, so no precision is lost.
+    day_texts = [d.isoformat() for d in days]
     with cur.copy("COPY asset_prices (asset_id, observed_on, price) FROM STDIN") as copy:
         for symbol, asset_class, _, sigma in specs:
             mu, _ = _CLASS_PARAMS[asset_class]
@@ -524,9 +527,11 @@ def _seed_assets(
             diffusion = sigma * math.sqrt(dt)
             asset_id = ids[symbol]
             price = rng.uniform(10.0, 500.0)
-            for day in days:
-                copy.write_row((asset_id, day, price))
+            lines = []
+            for day in day_texts:
+                lines.append(f"{asset_id}\t{day}\t{price!r}\n")
                 price *= math.exp(drift + diffusion * rng.gauss(0.0, 1.0))
+            copy.write("".join(lines))
     return len(specs), len(specs) * len(days)
 
 
