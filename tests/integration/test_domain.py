@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from datetime import date, timedelta
 from typing import Any
 
@@ -341,3 +342,31 @@ def test_id_listings(db: Conn) -> None:
     assert len(domain.scenario_ids(db)) == 3
     with pytest.raises(InvalidValueError, match="chunk"):
         domain.asset_ids(db, chunk=0)
+
+
+def test_group_updates_serialise_but_evidence_still_flows(db: Conn, database_url: str) -> None:
+    """While one update holds the group's rows, a second waits for it, then sees its result;
+    adding evidence meanwhile is not blocked (the lock is FOR NO KEY UPDATE)."""
+    gid = int(_one(db, "INSERT INTO scenario_groups (name) VALUES ('g') RETURNING id"))
+    a = add_scenario(db, "a", 0.5, gid)
+    b = add_scenario(db, "b", 0.5, gid)
+    domain.add_evidence(db, a, 3.0)
+    results: list[list[int]] = []
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        with holder.transaction():
+            assert domain.update_probability(holder, a) == [a, b]  # 0.75 / 0.25, uncommitted
+
+            def second() -> None:
+                with psycopg.connect(database_url, autocommit=True) as other:
+                    results.append(domain.update_probability(other, b))
+
+            thread = threading.Thread(target=second)
+            thread.start()
+            thread.join(timeout=0.5)
+            assert thread.is_alive(), "the second update should wait for the group lock"
+            domain.add_evidence(db, b, 1.0)  # LR 1: changes nothing, but must not block
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert results == [[]]  # it ran after the first committed and found nothing to change
+    probs = dict(db.execute("SELECT id, probability FROM scenarios").fetchall())
+    assert probs == {a: pytest.approx(0.75), b: pytest.approx(0.25)}
