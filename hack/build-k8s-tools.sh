@@ -39,6 +39,7 @@ crds_stamp="prometheus-operator $PROMETHEUS_OPERATOR_VERSION"
 
 all_done() {
     stamp_ok kubernetes "$k8s_stamp" && stamp_ok etcd "$etcd_stamp" && stamp_ok kwok "$kwok_stamp" &&
+        stamp_ok kwok-stages "$kwok_stamp" &&
         stamp_ok helm "$helm_stamp" && stamp_ok crds "$crds_stamp"
 }
 if all_done; then
@@ -111,9 +112,25 @@ build_etcd() {
 
 # --- kwok and helm: plain go install (no replace directives) ---------------------------------------
 build_kwok() {
-    GOBIN=$bin go install -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
+    GOBIN=$bin go install -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" \
         "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
     stamp_set kwok "$kwok_stamp"
+}
+# The kwok binary has no built-in Stages (kwokctl injects them): take the "fast" node and pod
+# Stages plus the lease heartbeat from the same module version, as one --config file.
+build_kwok_stages() {
+    local dir out=$root/kwok/stages.yaml f
+    dir=$(mod_field "sigs.k8s.io/kwok@$KWOK_VERSION" Dir)
+    [ -n "$dir" ] || die "could not download sigs.k8s.io/kwok@$KWOK_VERSION"
+    mkdir -p "$root/kwok"
+    : >"$out.tmp"
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+        pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+        [ -f "$dir/kustomize/stage/$f" ] || die "kwok $KWOK_VERSION has no kustomize/stage/$f"
+        { echo "---"; cat "$dir/kustomize/stage/$f"; } >>"$out.tmp"
+    done
+    mv "$out.tmp" "$out"
+    stamp_set kwok-stages "$kwok_stamp"
 }
 build_helm() {
     local major=${HELM_VERSION%%.*}
@@ -177,6 +194,7 @@ total0=$SECONDS
 stamp_ok crds "$crds_stamp" || timed "prometheus-operator CRDs $PROMETHEUS_OPERATOR_VERSION" build_crds
 stamp_ok etcd "$etcd_stamp" || timed "etcd $ETCD_VERSION" build_etcd
 stamp_ok kwok "$kwok_stamp" || timed "kwok $KWOK_VERSION" build_kwok
+stamp_ok kwok-stages "$kwok_stamp" || timed "kwok $KWOK_VERSION stages" build_kwok_stages
 stamp_ok kubernetes "$k8s_stamp" || timed "kubernetes $KUBERNETES_VERSION" build_kubernetes
 stamp_ok helm "$helm_stamp" || timed "helm $HELM_VERSION" build_helm
 step="report"
