@@ -59,8 +59,9 @@ def pg_template(pg_server: localservices.LocalService) -> str:
 
 
 @pytest.fixture
-def database_url(pg_server: localservices.LocalService, pg_template: str,
-                 monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def database_url(
+    pg_server: localservices.LocalService, pg_template: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
     """A fresh, migrated database for this test; DATABASE_URL points at it."""
     name = f"t{os.getpid()}_{next(_db_counter)}"
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
@@ -91,8 +92,7 @@ def db(database_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
 
 
 @pytest.fixture
-def redis_url(redis_server: localservices.LocalService,
-              monkeypatch: pytest.MonkeyPatch) -> str:
+def redis_url(redis_server: localservices.LocalService, monkeypatch: pytest.MonkeyPatch) -> str:
     """The session's Redis, flushed for this test; REDIS_URL points at it."""
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
@@ -106,3 +106,35 @@ def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def fleet_env(redis_url: str, database_url: str) -> dict[str, str]:
+    """Environment for worker subprocesses: this test's Redis and database, fast timings."""
+    return {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "MATRIX_WORKER_CONCURRENCY": "1",
+        "GROWTH_WORKER_CONCURRENCY": "1",
+        "PROBABILITY_WORKER_CONCURRENCY": "1",
+        "FINEX_RETRY_MAX": "2",
+        "FINEX_RETRY_INTERVALS": "0",
+        "FINEX_WORKER_TTL": "6",
+    }
+
+
+@pytest.fixture
+def start_fleet(fleet_env: dict[str, str]) -> Iterator[object]:
+    """start_fleet(queues, **env_overrides) -> Fleet; every fleet is stopped after the test."""
+    from tests.support.fleet import Fleet
+
+    fleets: list[Fleet] = []
+
+    def start(queues: list[str], burst: bool = False, **overrides: str) -> Fleet:
+        fleet = Fleet(queues, {**fleet_env, **overrides}, burst=burst)
+        fleets.append(fleet)
+        return fleet
+
+    yield start
+    for fleet in fleets:
+        fleet.close()

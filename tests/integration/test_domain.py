@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 import pytest
+
 from finex_workers import domain, formulas
 from finex_workers.errors import (
     AlreadySeededError,

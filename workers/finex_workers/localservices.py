@@ -93,8 +93,9 @@ def _chown_to_postgres(path: Path) -> None:
         shutil.chown(path, user="postgres", group="postgres")
 
 
-def _wait_until(check: object, what: str, proc: subprocess.Popen[bytes], log: Path,
-                timeout: float = 30.0) -> None:
+def _wait_until(
+    check: object, what: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0
+) -> None:
     assert callable(check)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -114,16 +115,24 @@ def start_redis(data_dir: Path, port: int | None = None) -> LocalService:
     log = data_dir / "redis.log"
     argv = [
         _which("redis-server"),
-        "--bind", "127.0.0.1",
-        "--port", str(port),
-        "--dir", str(data_dir),
-        "--save", "",
-        "--appendonly", "no",
-        "--protected-mode", "yes",
-        "--logfile", str(log),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(data_dir),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--logfile",
+        str(log),
     ]
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
     _wait_until(lambda: port_open("127.0.0.1", port), "redis-server", proc, log)
     return LocalService("redis", f"redis://127.0.0.1:{port}/0", port, proc, log)
 
@@ -135,15 +144,30 @@ def init_postgres(data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     data_dir.chmod(0o700)
     _chown_to_postgres(data_dir)
-    cmd = _as_postgres_user([_pg_bin("initdb"), "-D", str(data_dir), "-U", "postgres",
-                             "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8"])
+    cmd = _as_postgres_user(
+        [
+            _pg_bin("initdb"),
+            "-D",
+            str(data_dir),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+        ]
+    )
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ServiceError(f"initdb failed for {data_dir}:\n{result.stdout}\n{result.stderr}")
 
 
-def start_postgres(data_dir: Path, port: int | None = None, *, max_connections: int = 200,
-                   fast_unsafe: bool = False) -> LocalService:
+def start_postgres(
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    max_connections: int = 200,
+    fast_unsafe: bool = False,
+) -> LocalService:
     """Start postgres on 127.0.0.1 for the cluster in data_dir, initialising it when new.
 
     The parent folders of data_dir must be traversable by the postgres user when we are root.
@@ -154,23 +178,33 @@ def start_postgres(data_dir: Path, port: int | None = None, *, max_connections: 
     log.touch()
     _chown_to_postgres(log)
     argv = [
-        _pg_bin("postgres"), "-D", str(data_dir),
-        "-c", "listen_addresses=127.0.0.1",
-        "-c", f"port={port}",
-        "-c", f"unix_socket_directories={data_dir}",
-        "-c", f"max_connections={max_connections}",
+        _pg_bin("postgres"),
+        "-D",
+        str(data_dir),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        f"port={port}",
+        "-c",
+        f"unix_socket_directories={data_dir}",
+        "-c",
+        f"max_connections={max_connections}",
     ]
     if fast_unsafe:
         for setting in FAST_UNSAFE_PG_SETTINGS:
             argv += ["-c", setting]
     with log.open("ab") as out:
-        proc = subprocess.Popen(_as_postgres_user(argv), stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            _as_postgres_user(argv), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
     def ready() -> bool:
-        result = subprocess.run([_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
-                                capture_output=True, check=False)
+        result = subprocess.run(
+            [_pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(port)],
+            capture_output=True,
+            check=False,
+        )
         return result.returncode == 0
 
     _wait_until(ready, "postgres", proc, log, timeout=60)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -31,7 +32,7 @@ def available() -> list[Migration]:
     return [Migration(f.stem, f) for f in files]
 
 
-def applied(conn: psycopg.Connection[object]) -> set[str]:
+def applied(conn: psycopg.Connection[tuple[Any, ...]]) -> set[str]:
     """Versions already recorded in the database."""
     row = conn.execute("SELECT to_regclass('finex_schema_migrations')").fetchone()
     if row is None or row[0] is None:
@@ -55,7 +56,7 @@ def migrate(conninfo: str) -> list[str]:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
                 if migration.version in applied(conn):
                     continue
-                conn.execute(migration.path.read_text())  # type: ignore[arg-type]
+                conn.execute(migration.path.read_text().encode())
                 conn.execute(
                     "INSERT INTO finex_schema_migrations (version) VALUES (%s)",
                     (migration.version,),

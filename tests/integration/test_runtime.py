@@ -1,0 +1,217 @@
+"""The worker runtime against real Redis and PostgreSQL, with workers as real subprocesses."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+import redis
+from rq.job import Job, JobStatus
+
+from finex_workers import control, enqueue
+from finex_workers.queues import get_queue
+from finex_workers.settings import Settings
+from tests.support.fleet import wait_for
+
+
+@pytest.fixture
+def settings(fleet_env: dict[str, str]) -> Settings:
+    return Settings.from_env(fleet_env)
+
+
+def probe(conn: redis.Redis, settings: Settings, queue: str, probe_id: str, hold: float = 0) -> str:
+    return enqueue.enqueue_unique(
+        get_queue(queue, conn),
+        "finex_workers.jobs.probe_job",
+        {"probe_id": probe_id, "hold_seconds": hold},
+        f"probe-{probe_id}",
+        settings,
+    ).job_id
+
+
+def probe_row(db: psycopg.Connection, probe_id: str) -> tuple | None:
+    return db.execute(
+        "SELECT runs, finished_at IS NOT NULL FROM finex_probes WHERE probe_id = %s", (probe_id,)
+    ).fetchone()
+
+
+def status(conn: redis.Redis, job_id: str) -> str:
+    return Job.fetch(job_id, connection=conn).get_status().value
+
+
+def test_paused_queue_keeps_accepting_but_idle_worker_takes_nothing(
+    redis_conn, db, settings, start_fleet
+) -> None:
+    fleet = start_fleet(["matrix", "growth"])
+    fleet.wait_ready(redis_conn)
+    time.sleep(0.3)  # both workers are idle, blocked waiting for work
+    assert control.pause(redis_conn, "matrix")
+
+    held = probe(redis_conn, settings, "matrix", "on-matrix")
+    free = probe(redis_conn, settings, "growth", "on-growth")
+
+    wait_for(lambda: probe_row(db, "on-growth") == (1, True), what="growth probe to run")
+    time.sleep(1.5)  # give the paused worker every chance to misbehave
+    assert probe_row(db, "on-matrix") is None
+    assert status(redis_conn, held) == "queued"
+    state = control.queue_state(redis_conn, "matrix")
+    assert state.paused and state.waiting == 1 and state.active == 0
+
+    assert control.resume(redis_conn, "matrix")
+    wait_for(lambda: probe_row(db, "on-matrix") == (1, True), what="matrix probe after resume")
+    assert status(redis_conn, free) == "finished"
+
+
+def test_duplicate_enqueue_of_pending_work_is_deduplicated(redis_conn, settings) -> None:
+    first = enqueue.growth(redis_conn, settings, 7)
+    second = enqueue.growth(redis_conn, settings, 7)
+    assert first.created and not second.created
+    assert first.job_id == second.job_id == "growth-7"
+    assert control.queue_state(redis_conn, "growth").waiting == 1
+
+    # While the first is running, new work gets the next generation id, deduplicated again.
+    redis_conn.hset(Job.key_for("growth-7"), "status", JobStatus.STARTED.value)
+    third = enqueue.growth(redis_conn, settings, 7)
+    fourth = enqueue.growth(redis_conn, settings, 7)
+    assert third.job_id == fourth.job_id == "growth-7--g1"
+    assert third.created and not fourth.created
+
+
+def test_failing_job_is_retried_then_dead_lettered_then_retried_from_dlq(
+    redis_conn, settings, start_fleet
+) -> None:
+    q = get_queue("growth", redis_conn)
+    # Fails 3 times: the first run plus FINEX_RETRY_MAX=2 retries, so it lands in the DLQ.
+    job_id = enqueue.enqueue_unique(
+        q, "tests.support.testjobs.flaky_job", {"key": "k1", "fail_times": 3}, "flaky-k1", settings
+    ).job_id
+    doomed = enqueue.enqueue_unique(
+        q, "tests.support.testjobs.always_fails", {"reason": "disk on fire"}, "doomed", settings
+    ).job_id
+    fleet = start_fleet(["growth"])
+    fleet.wait_ready(redis_conn)
+    wait_for(lambda: len(control.list_dlq(redis_conn, "growth")) == 2, what="two DLQ entries")
+    assert int(redis_conn.get("test:calls:k1")) == 3
+
+    dead = {j.id: j for j in control.list_dlq(redis_conn, "growth")}
+    assert "flaky failure 3 of 3 for k1" in dead[job_id].error
+    assert "disk on fire" in dead[doomed].error
+
+    assert control.retry_dlq(redis_conn, "growth", [job_id]) == [job_id]
+    wait_for(lambda: status(redis_conn, job_id) == "finished", what="retried job to finish")
+    assert int(redis_conn.get("test:calls:k1")) == 4
+    assert [j.id for j in control.list_dlq(redis_conn, "growth")] == [doomed]
+
+    assert control.empty_dlq(redis_conn, "growth") == 1
+    assert control.list_dlq(redis_conn, "growth") == []
+    assert not redis_conn.exists(Job.key_for(doomed))
+
+
+def test_bad_payloads_go_to_dlq_with_clear_message_and_worker_survives(
+    redis_conn, db, settings, start_fleet
+) -> None:
+    q = get_queue("growth", redis_conn)
+    bad_type = enqueue.enqueue_unique(
+        q, "finex_workers.jobs.growth_job", {"asset_id": "abc"}, "bad-type", settings
+    ).job_id
+    unknown = enqueue.enqueue_unique(
+        q, "finex_workers.jobs.growth_job", {"asset_id": 999999}, "bad-id", settings
+    ).job_id
+    fleet = start_fleet(["growth"])
+    fleet.wait_ready(redis_conn)
+    wait_for(lambda: len(control.list_dlq(redis_conn, "growth")) == 2, what="bad jobs in DLQ")
+    dead = {j.id: j for j in control.list_dlq(redis_conn, "growth")}
+    assert "asset_id must be an integer id, got 'abc' (str)" in dead[bad_type].error
+    assert "asset_id" in dead[unknown].error and "999999" in dead[unknown].error
+    # Payload errors are never retried: each ran exactly once.
+    stats = redis_conn.hgetall("finex:stats:growth")
+    assert int(stats[b"failed"]) == 2
+
+    probe(redis_conn, settings, "growth", "after-bad")
+    wait_for(lambda: probe_row(db, "after-bad") == (1, True), what="worker to keep going")
+
+
+def test_sigkilled_worker_job_is_recovered_by_clean_stuck_jobs(
+    redis_conn, db, settings, start_fleet
+) -> None:
+    fleet = start_fleet(["growth"])
+    fleet.wait_ready(redis_conn)
+    job_id = probe(redis_conn, settings, "growth", "killed", hold=4)
+    wait_for(lambda: status(redis_conn, job_id) == "started", what="probe to start")
+    fleet.signal_group(signal.SIGKILL)  # supervisor and worker die mid-transaction
+    fleet.proc.wait()
+    assert probe_row(db, "killed") is None  # its transaction never committed
+
+    report = control.clean_stuck_jobs(redis_conn, "growth")
+    assert report.requeued == [job_id]
+    assert "not running" in report.reasons[job_id] or "gone" in report.reasons[job_id]
+    assert status(redis_conn, job_id) == "queued"
+
+    # Nothing is lost: a new worker runs it to completion.
+    fleet2 = start_fleet(["growth"])
+    fleet2.wait_ready(redis_conn)
+    wait_for(
+        lambda: status(redis_conn, job_id) == "finished", timeout=60, what="recovered job to finish"
+    )
+    assert probe_row(db, "killed") == (1, True)
+
+
+def test_stuck_job_without_attempts_left_is_dead_lettered_with_reason(
+    redis_conn, settings, start_fleet
+) -> None:
+    no_retry = Settings.from_env(
+        {
+            "REDIS_URL": settings.redis_url,
+            "DATABASE_URL": settings.database_url,
+            "FINEX_RETRY_MAX": "0",
+        }
+    )
+    fleet = start_fleet(["growth"])
+    fleet.wait_ready(redis_conn)
+    job_id = probe(redis_conn, no_retry, "growth", "doomed", hold=30)
+    wait_for(lambda: status(redis_conn, job_id) == "started", what="probe to start")
+    fleet.signal_group(signal.SIGKILL)
+    fleet.proc.wait()
+
+    # No worker of this queue is alive, and the CLI still does the job.
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "finex_workers.cli",
+            "workers",
+            "clean-stuck-jobs",
+            "--worker",
+            "growth",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"REDIS_URL": settings.redis_url, "PATH": "/usr/bin:/bin"},
+    )
+    assert "1 dead-lettered" in out.stdout
+    [dead] = control.list_dlq(redis_conn, "growth")
+    assert dead.id == job_id and "AbandonedJobError" in dead.error
+
+
+def test_sigterm_during_a_job_lets_it_commit(redis_conn, db, settings, start_fleet) -> None:
+    fleet = start_fleet(["growth"])
+    fleet.wait_ready(redis_conn)
+    job_id = probe(redis_conn, settings, "growth", "graceful", hold=2)
+    wait_for(lambda: status(redis_conn, job_id) == "started", what="probe to start")
+    fleet.proc.send_signal(signal.SIGTERM)
+    assert fleet.proc.wait(30) == 0
+    assert probe_row(db, "graceful") == (1, True)
+    assert status(redis_conn, job_id) == "finished"
+    assert control.live_workers(redis_conn, "growth") == []
+
+
+def test_stop_verb_asks_workers_to_exit(redis_conn, settings, start_fleet) -> None:
+    fleet = start_fleet(["probability"])
+    fleet.wait_ready(redis_conn)
+    assert len(control.stop_workers(redis_conn, "probability")) == 1
+    assert fleet.proc.wait(30) == 0

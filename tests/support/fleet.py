@@ -1,0 +1,82 @@
+"""Run `finex workers start` as a real subprocess for tests, and wait on its effects."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from finex_workers import control
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 20.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Fleet:
+    """One supervisor process; stops it (SIGTERM, then SIGKILL) on close."""
+
+    def __init__(self, queues: list[str], env: dict[str, str], *, burst: bool = False) -> None:
+        self.queues = queues
+        full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        argv = [sys.executable, "-m", "finex_workers.cli", "workers", "start"]
+        if len(queues) == 1:
+            argv += ["--worker", queues[0]]
+        if burst:
+            argv.append("--burst")
+        self.proc = subprocess.Popen(
+            argv,
+            env=full_env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, conn: redis.Redis, per_queue: int = 1, timeout: float = 20.0) -> None:
+        for queue in self.queues:
+            wait_for(
+                lambda q=queue: len(control.live_workers(conn, q)) >= per_queue,
+                timeout,
+                f"{per_queue} live worker(s) on {queue}",
+            )
+
+    def signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def output(self) -> str:
+        if self.proc.poll() is None:
+            return ""
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read().decode(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.signal_group(signal.SIGKILL)
+                self.proc.wait()
+        self.signal_group(signal.SIGKILL)  # stragglers in the group, if any

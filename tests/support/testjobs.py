@@ -1,0 +1,23 @@
+"""Job functions only the tests enqueue: failures on demand, to drive retries and the DLQ."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["REDIS_URL"])
+
+
+def flaky_job(key: str, fail_times: int) -> int:
+    """Fail the first fail_times calls for this key (counted in Redis), then succeed."""
+    calls = int(_redis().incr(f"test:calls:{key}"))
+    if calls <= fail_times:
+        raise RuntimeError(f"flaky failure {calls} of {fail_times} for {key}")
+    return calls
+
+
+def always_fails(reason: str) -> None:
+    raise RuntimeError(f"always fails: {reason}")

@@ -1,0 +1,363 @@
+"""Queue control: the runbook's steps as functions. The CLI and the operator both call these.
+
+Pause and resume, queue state (the six runbook numbers plus live workers), stopping workers,
+recovering jobs abandoned by dead workers, and the dead-letter queue (DLQ). The DLQ is RQ's
+FailedJobRegistry for the queue, so rq-dashboard shows the same jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+from rq.command import send_shutdown_command
+from rq.job import Job, JobStatus
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+from rq.worker import BaseWorker, Worker
+
+from finex_workers.queues import check_queue_name, get_queue, paused_key, stats_key, text
+
+Progress = Callable[[int, int], None]
+
+
+def _noop_progress(done: int, total: int) -> None:
+    return None
+
+
+def dlq_retries_key(queue: str) -> str:
+    """Hash job id -> how many times the DLQ sent that job back (manual or by policy)."""
+    return f"finex:dlq-retries:{queue}"
+
+
+# -- pause -----------------------------------------------------------------------------------
+
+
+def pause(conn: redis.Redis, queue: str, *, by: str = "cli") -> bool:
+    """Pause a queue: enqueues still land, workers take no new job. False if already paused."""
+    check_queue_name(queue)
+    value = f"{by} at {datetime.now(UTC).isoformat(timespec='seconds')}"
+    return bool(conn.set(paused_key(queue), value, nx=True))
+
+
+def resume(conn: redis.Redis, queue: str) -> bool:
+    """Resume a paused queue. False if it was not paused."""
+    check_queue_name(queue)
+    return bool(conn.delete(paused_key(queue)))
+
+
+def is_paused(conn: redis.Redis, queue: str) -> bool:
+    return bool(conn.exists(paused_key(queue)))
+
+
+# -- state -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """The runbook's six numbers for one queue, plus its live workers and DLQ size."""
+
+    queue: str
+    paused: bool
+    waiting: int
+    active: int
+    delayed: int
+    failed: int
+    completed: int
+    workers: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def queue_state(conn: redis.Redis, queue: str) -> QueueState:
+    """Counts from Redis in one pipeline: O(1) per queue, whatever the number of jobs."""
+    q = get_queue(queue, conn)
+    now = time.time()
+    pipe = conn.pipeline(transaction=False)
+    pipe.exists(paused_key(queue))
+    pipe.llen(q.key)
+    pipe.zcount(StartedJobRegistry(queue, conn).key, now, "+inf")
+    pipe.zcard(ScheduledJobRegistry(queue, conn).key)
+    pipe.zcard(DeferredJobRegistry(queue, conn).key)
+    pipe.zcard(FailedJobRegistry(queue, conn).key)
+    pipe.hget(stats_key(queue), "completed")
+    paused, waiting, active, scheduled, deferred, failed, completed = pipe.execute()
+    return QueueState(
+        queue=queue,
+        paused=bool(paused),
+        waiting=int(waiting),
+        active=int(active),
+        delayed=int(scheduled) + int(deferred),
+        failed=int(failed),
+        completed=int(completed or 0),
+        workers=len(live_workers(conn, queue)),
+    )
+
+
+def live_workers(conn: redis.Redis, queue: str) -> list[BaseWorker]:
+    """Workers registered on the queue whose heartbeat key has not expired."""
+    return [w for w in Worker.all(connection=conn, queue=get_queue(queue, conn)) if w is not None]
+
+
+def _registry_ids(conn: redis.Redis, key: str, end: int = -1) -> list[str]:
+    return [text(i) for i in conn.zrange(key, 0, end)]
+
+
+def active_jobs(conn: redis.Redis, queue: str) -> int:
+    """Jobs running right now (fresh heartbeats only). What a drain waits for."""
+    key = StartedJobRegistry(queue, conn).key
+    return int(conn.zcount(key, time.time(), "+inf"))
+
+
+# -- stop ------------------------------------------------------------------------------------
+
+
+def stop_workers(conn: redis.Redis, queue: str) -> list[str]:
+    """Ask every live worker of the queue to finish its job and exit (warm shutdown)."""
+    names = []
+    for worker in live_workers(conn, queue):
+        send_shutdown_command(conn, worker.name)
+        names.append(worker.name)
+    return names
+
+
+# -- stuck jobs ------------------------------------------------------------------------------
+
+
+@dataclass
+class CleanReport:
+    """What clean_stuck_jobs did, per job id, with the reason it judged each one abandoned."""
+
+    queue: str
+    requeued: list[str] = field(default_factory=list)
+    dead_lettered: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _worker_dead_reason(conn: redis.Redis, worker_name: str) -> str | None:
+    """Why the worker is dead, or None if it looks alive."""
+    if not worker_name:
+        return "no worker recorded for the execution"
+    data = conn.hgetall(f"rq:worker:{worker_name}")
+    if not data:
+        return f"worker {worker_name} is gone (its heartbeat key expired)"
+    if data.get(b"death"):
+        return f"worker {worker_name} registered its death"
+    host = text(data.get(b"hostname") or b"")
+    pid = int(data.get(b"pid") or 0)
+    if host == socket.gethostname() and pid and not _pid_alive(pid):
+        return f"worker {worker_name} (pid {pid} on this host) is not running"
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    """True if pid runs here; a zombie (killed, not yet reaped) counts as dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
+    """Recover jobs whose worker died: retry while attempts remain, else dead-letter with why.
+
+    A started-registry entry is abandoned when its heartbeat expired, or when its worker's key is
+    gone, or when its worker was on this host and the pid no longer exists. Needs no live worker
+    of the queue. Each job moves in one MULTI/EXEC, so a crash here loses nothing.
+    """
+    q = get_queue(queue, conn)
+    started = StartedJobRegistry(queue, conn)
+    failed = FailedJobRegistry(queue, conn)
+    report = CleanReport(queue)
+    now = time.time()
+    entries = cast(list[tuple[bytes, float]], conn.zrange(started.key, 0, -1, withscores=True))
+    for entry, score in entries:
+        composite = text(entry)
+        job_id, _, execution_id = composite.partition(":")
+        worker_name = text(conn.hget(f"rq:execution:{job_id}:{execution_id}", "worker_name") or b"")
+        if score < now:
+            reason = f"heartbeat expired {now - score:.0f}s ago"
+        else:
+            dead = _worker_dead_reason(conn, worker_name)
+            if dead is None:
+                continue
+            reason = dead
+        job = Job.fetch(job_id, connection=conn) if conn.exists(Job.key_for(job_id)) else None
+        with conn.pipeline(transaction=True) as pipe:
+            pipe.zrem(started.key, composite)
+            if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
+                pipe.execute()
+                continue
+            if job.retries_left:
+                pipe.hset(
+                    job.key,
+                    mapping={
+                        "status": JobStatus.QUEUED.value,
+                        "retries_left": job.retries_left - 1,
+                    },
+                )
+                pipe.rpush(q.key, job.id)
+                pipe.hincrby(stats_key(queue), "recovered", 1)
+                report.requeued.append(job.id)
+            else:
+                message = f"AbandonedJobError: {reason}; no attempts left, dead-lettered"
+                pipe.hset(job.key, mapping={"status": JobStatus.FAILED.value, "exc_info": message})
+                pipe.zadd(failed.key, {job.id: now + _failure_ttl(job)})
+                pipe.hincrby(stats_key(queue), "failed", 1)
+                report.dead_lettered.append(job.id)
+            report.reasons[job.id] = reason
+            pipe.execute()
+    return report
+
+
+def _failure_ttl(job: Job) -> int:
+    return int(job.failure_ttl) if job.failure_ttl and job.failure_ttl > 0 else 30 * 86400
+
+
+# -- dead-letter queue -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadJob:
+    """One DLQ entry: what it was, why it failed (last line and full text), when."""
+
+    id: str
+    queue: str
+    func: str
+    kwargs: dict[str, Any]
+    error: str
+    traceback: str
+    failed_at: str | None
+    dlq_retries: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _last_error(job: Job) -> str:
+    text = ""
+    try:
+        result = job.latest_result()
+        if result is not None and result.exc_string:
+            text = result.exc_string
+    except Exception:  # a result stream may have expired; fall back to the hash
+        text = ""
+    return text or (job.exc_info or "")
+
+
+def list_dlq(conn: redis.Redis, queue: str, *, limit: int | None = None) -> list[DeadJob]:
+    """The queue's DLQ, oldest first."""
+    registry = FailedJobRegistry(queue, conn)
+    end = -1 if limit is None else limit - 1
+    ids = _registry_ids(conn, registry.key, end)
+    counts = conn.hmget(dlq_retries_key(queue), ids) if ids else []
+    out = []
+    for job_id, count in zip(ids, counts, strict=True):
+        try:
+            job = Job.fetch(job_id, connection=conn)
+        except Exception as exc:
+            out.append(
+                DeadJob(
+                    job_id, queue, "?", {}, f"job data missing: {exc}", "", None, int(count or 0)
+                )
+            )
+            continue
+        text = _last_error(job).strip()
+        last = text.splitlines()[-1] if text else "(no error recorded)"
+        out.append(
+            DeadJob(
+                id=job_id,
+                queue=queue,
+                func=job.func_name or "?",
+                kwargs=dict(job.kwargs),
+                error=last,
+                traceback=text,
+                failed_at=job.ended_at.isoformat() if job.ended_at else None,
+                dlq_retries=int(count or 0),
+            )
+        )
+    return out
+
+
+def retry_dlq(
+    conn: redis.Redis,
+    queue: str,
+    job_ids: Sequence[str] | None = None,
+    progress: Progress = _noop_progress,
+) -> list[str]:
+    """Send DLQ jobs back to their queue for one more attempt; returns the ids sent.
+
+    Unlike RQ's requeue (remove from the registry, then enqueue), each job moves in one MULTI:
+    queue push, status and registry removal commit together or not at all, so a crash half-way
+    through a bulk retry loses no job. A retried job that fails again returns to the DLQ.
+    """
+    q = get_queue(queue, conn)
+    registry = FailedJobRegistry(queue, conn)
+    ids = list(job_ids) if job_ids is not None else _registry_ids(conn, registry.key)
+    sent = []
+    for n, job_id in enumerate(ids, 1):
+        with conn.pipeline(transaction=True) as pipe:
+            pipe.watch(registry.key)
+            if pipe.zscore(registry.key, job_id) is None or not pipe.exists(Job.key_for(job_id)):
+                pipe.unwatch()
+                progress(n, len(ids))
+                continue
+            pipe.multi()
+            pipe.persist(Job.key_for(job_id))
+            pipe.hset(
+                Job.key_for(job_id),
+                mapping={
+                    "status": JobStatus.QUEUED.value,
+                    "retries_left": 0,
+                    "enqueued_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                },
+            )
+            pipe.hdel(Job.key_for(job_id), "started_at", "ended_at")
+            pipe.rpush(q.key, job_id)
+            pipe.zrem(registry.key, job_id)
+            pipe.hincrby(dlq_retries_key(queue), job_id, 1)
+            pipe.hincrby(stats_key(queue), "dlq_retried", 1)
+            try:
+                pipe.execute()
+            except redis.WatchError:
+                continue  # another client moved it meanwhile; it is not lost
+            sent.append(job_id)
+        progress(n, len(ids))
+    return sent
+
+
+def empty_dlq(conn: redis.Redis, queue: str, progress: Progress = _noop_progress) -> int:
+    """Delete every job in the queue's DLQ, with its data. Returns how many were removed."""
+    registry = FailedJobRegistry(queue, conn)
+    ids = _registry_ids(conn, registry.key)
+    removed = 0
+    for n, job_id in enumerate(ids, 1):
+        with conn.pipeline(transaction=True) as pipe:
+            pipe.zrem(registry.key, job_id)
+            pipe.delete(Job.key_for(job_id), f"rq:results:{job_id}", f"rq:executions:{job_id}")
+            pipe.hdel(dlq_retries_key(queue), job_id)
+            removed += int(pipe.execute()[0])
+        progress(n, len(ids))
+    return removed

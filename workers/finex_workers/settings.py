@@ -1,0 +1,115 @@
+"""One typed settings object per process, read from the environment once at start.
+
+A bad value fails fast with a message naming the variable and the allowed range, so a typo in a
+Deployment's env shows up in the pod's log on start and not as odd behaviour hours later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from finex_workers.queues import QUEUE_NAMES
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or outside its allowed range."""
+
+
+#: Per-queue concurrency defaults from the runbook.
+DEFAULT_CONCURRENCY: Mapping[str, int] = {"matrix": 5, "growth": 10, "probability": 10}
+MAX_CONCURRENCY = 64
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer (allowed: {lo}..{hi})") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}={value} is out of range (allowed: {lo}..{hi})")
+    return value
+
+
+def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        values = tuple(int(part) for part in raw.split(",") if part.strip())
+    except ValueError:
+        raise SettingsError(
+            f"{name}={raw!r} must be comma-separated seconds, e.g. '5,30,120'"
+        ) from None
+    if not values or any(v < 0 or v > 86400 for v in values):
+        raise SettingsError(f"{name}={raw!r}: each interval must be 0..86400 seconds")
+    return values
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker, the CLI or the exporter needs to know about its environment."""
+
+    #: Where the queues live.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Where results are written. Opened only inside job processes, after fork.
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/finex"
+    #: Worker processes per queue; each holds at most one PostgreSQL connection.
+    concurrency: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_CONCURRENCY))
+    #: PostgreSQL connections the whole fleet may use (mindful of max_connections).
+    pg_connection_budget: int = 40
+    #: Attempts after the first failure before a job is dead-lettered.
+    retry_max: int = 3
+    #: Backoff between retries, in seconds; the last value repeats.
+    retry_intervals: tuple[int, ...] = (5, 30, 120)
+    #: A job running longer than this is killed and counts as failed.
+    job_timeout: int = 600
+    #: How long a dead-lettered job stays in the DLQ before Redis expires it.
+    dlq_ttl: int = 30 * 86400
+    #: A worker whose heartbeat is older than this is considered dead.
+    worker_ttl: int = 60
+    #: Assets per matrix job when fanning out a full recompute.
+    matrix_chunk: int = 500
+
+    @property
+    def connections_needed(self) -> int:
+        """PostgreSQL connections the fleet opens at full concurrency (one per process)."""
+        return sum(self.concurrency.values())
+
+    def check_budget(self) -> None:
+        """Refuse a fleet that would open more connections than the budget allows."""
+        needed = self.connections_needed
+        if needed > self.pg_connection_budget:
+            parts = " + ".join(f"{q} {n}" for q, n in self.concurrency.items())
+            raise SettingsError(
+                f"the fleet needs {needed} PostgreSQL connections ({parts}) but "
+                f"FINEX_PG_CONNECTION_BUDGET is {self.pg_connection_budget}; lower the "
+                f"*_WORKER_CONCURRENCY values or raise the budget (and max_connections)"
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Parse and validate the process environment (or a given mapping, for tests)."""
+        env = os.environ if env is None else env
+        concurrency: dict[str, int] = {
+            q: _int(
+                env, f"{q.upper()}_WORKER_CONCURRENCY", DEFAULT_CONCURRENCY[q], 1, MAX_CONCURRENCY
+            )
+            for q in QUEUE_NAMES
+        }
+        return cls(
+            redis_url=env.get("REDIS_URL", cls.redis_url),
+            database_url=env.get("DATABASE_URL", cls.database_url),
+            concurrency=concurrency,
+            pg_connection_budget=_int(env, "FINEX_PG_CONNECTION_BUDGET", 40, 1, 10000),
+            retry_max=_int(env, "FINEX_RETRY_MAX", 3, 0, 100),
+            retry_intervals=_intervals(env, "FINEX_RETRY_INTERVALS", (5, 30, 120)),
+            job_timeout=_int(env, "FINEX_JOB_TIMEOUT", 600, 1, 86400),
+            dlq_ttl=_int(env, "FINEX_DLQ_TTL", 30 * 86400, 60, 365 * 86400),
+            worker_ttl=_int(env, "FINEX_WORKER_TTL", 60, 5, 3600),
+            matrix_chunk=_int(env, "FINEX_MATRIX_CHUNK", 500, 1, 100000),
+        )

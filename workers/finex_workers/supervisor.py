@@ -1,0 +1,210 @@
+"""``finex workers start``: N worker processes per queue, from the concurrency settings.
+
+The supervisor forks its children before anything opens a Redis or PostgreSQL connection, and each
+child opens its own. It forwards SIGTERM/SIGINT once to every child (a warm shutdown: running jobs
+finish and commit) and waits for them. A child that dies unexpectedly is restarted with backoff;
+its abandoned job, if any, is recovered by ``clean-stuck-jobs`` (which the supervisor also runs,
+so a crash is repaired without an operator). A child that exits cleanly, because ``finex workers
+stop`` asked it to, is not restarted. The supervisor exits when its last child has.
+
+In Kubernetes the supervisor is PID 1 of the worker container (exec-form entrypoint), so the
+kubelet's SIGTERM reaches it directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+
+from finex_workers.settings import Settings
+
+log = logging.getLogger("finex.supervisor")
+
+#: Wait before restarting a crashed child; doubles per crash in a row, capped.
+RESTART_BACKOFF = (0.5, 30.0)
+#: How often the supervisor sweeps its queues for abandoned jobs, in seconds.
+SWEEP_INTERVAL = 15.0
+
+
+@dataclass
+class _Slot:
+    queue: str
+    index: int
+    #: "worker" runs jobs; "scheduler" moves due retries (backoff) back onto their queues.
+    kind: str = "worker"
+    pid: int = 0
+    crashes: int = 0
+    restart_at: float = 0.0
+    done: bool = False
+
+
+@dataclass
+class Supervisor:
+    """Owns the worker processes of one `finex workers start` invocation."""
+
+    settings: Settings
+    queues: Sequence[str]
+    burst: bool = False
+    slots: list[_Slot] = field(default_factory=list)
+    stopping: bool = False
+
+    def run(self) -> int:
+        """Start every child, supervise until all have exited, return the exit code."""
+        self.settings.check_budget()
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for queue in self.queues:
+            for index in range(self.settings.concurrency[queue]):
+                slot = _Slot(queue, index)
+                self.slots.append(slot)
+                self._spawn(slot)
+        if not self.burst:
+            # One scheduler per supervisor; RQ's locks keep one active per queue fleet-wide.
+            scheduler = _Slot(",".join(self.queues), 0, kind="scheduler")
+            self.slots.append(scheduler)
+            self._spawn(scheduler)
+        total = sum(1 for s in self.slots if s.kind == "worker")
+        log.info(
+            "started %d worker processes: %s",
+            total,
+            ", ".join(f"{q}={self.settings.concurrency[q]}" for q in self.queues),
+        )
+        next_sweep = time.monotonic() + SWEEP_INTERVAL
+        while any(not s.done for s in self.slots):
+            self._reap()
+            if not self.stopping and all(s.done for s in self.slots if s.kind == "worker"):
+                log.info("every worker was stopped; stopping the scheduler")
+                self._stop_children()
+            now = time.monotonic()
+            if not self.stopping:
+                for slot in self.slots:
+                    if not slot.done and slot.pid == 0 and now >= slot.restart_at:
+                        self._spawn(slot)
+                if now >= next_sweep and not self.burst:
+                    self._sweep()
+                    next_sweep = now + SWEEP_INTERVAL
+            time.sleep(0.1)
+        log.info("all worker processes exited")
+        return 0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            log.info("already stopping; waiting for running jobs to finish")
+            return
+        log.info("%s: warm shutdown, running jobs finish first", signal.Signals(signum).name)
+        self._stop_children()
+
+    def _stop_children(self) -> None:
+        self.stopping = True
+        for slot in self.slots:
+            if slot.pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.pid, signal.SIGTERM)
+            else:
+                slot.done = True
+
+    def _spawn(self, slot: _Slot) -> None:
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                if slot.kind == "scheduler":
+                    code = run_scheduler(self.settings, slot.queue.split(","))
+                else:
+                    code = run_worker(self.settings, slot.queue, burst=self.burst)
+            except Exception:
+                log.exception("worker for %s crashed", slot.queue)
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        slot.pid = pid
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            slot = next((s for s in self.slots if s.pid == pid), None)
+            if slot is None:
+                continue
+            slot.pid = 0
+            code = os.waitstatus_to_exitcode(status)
+            if code == 0 or self.stopping:
+                log.info("worker %d (%s) exited with %d", pid, slot.queue, code)
+                slot.done = True
+                continue
+            slot.crashes += 1
+            delay = min(RESTART_BACKOFF[0] * 2 ** (slot.crashes - 1), RESTART_BACKOFF[1])
+            slot.restart_at = time.monotonic() + delay
+            log.warning(
+                "worker %d (%s) died with %d; restarting in %.1fs", pid, slot.queue, code, delay
+            )
+
+    def _sweep(self) -> None:
+        from finex_workers import control
+        from finex_workers.queues import redis_from_url
+
+        try:
+            conn = redis_from_url(self.settings.redis_url)
+            for queue in self.queues:
+                report = control.clean_stuck_jobs(conn, queue)
+                if report.requeued or report.dead_lettered:
+                    log.warning("recovered abandoned jobs on %s: %s", queue, report)
+            conn.close()
+        except Exception:
+            log.exception("stuck-job sweep failed; will try again")
+
+
+def run_worker(settings: Settings, queue: str, *, burst: bool = False) -> int:
+    """Body of one worker process: connect (after fork) and work until stopped."""
+    from finex_workers import dbconn
+    from finex_workers.queues import get_queue, redis_from_url
+    from finex_workers.worker import FinexWorker, worker_name
+
+    conn = redis_from_url(settings.redis_url)
+    worker = FinexWorker(
+        [get_queue(queue, conn)],
+        name=worker_name(queue, os.getpid()),
+        connection=conn,
+        worker_ttl=settings.worker_ttl,
+        job_monitoring_interval=max(1, settings.worker_ttl // 3),
+    )
+    try:
+        worker.work(burst=burst, logging_level="INFO")
+    finally:
+        dbconn.close()
+    return 0
+
+
+def run_scheduler(settings: Settings, queues: Sequence[str]) -> int:
+    """Body of the scheduler process: enqueue retries whose backoff has elapsed."""
+    from rq.scheduler import RQScheduler
+
+    from finex_workers.queues import redis_from_url
+
+    conn = redis_from_url(settings.redis_url)
+    scheduler = RQScheduler(list(queues), connection=conn, interval=1)
+    scheduler.acquire_locks()
+    scheduler.work()
+    return 0
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """One line per event, with the process id, to stderr (what kubectl logs shows)."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level,
+        format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s",
+    )
