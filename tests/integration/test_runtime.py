@@ -59,7 +59,9 @@ def test_paused_queue_keeps_accepting_but_idle_worker_takes_nothing(
     assert probe_row(db, "on-matrix") is None
     assert status(redis_conn, held) == "queued"
     state = control.queue_state(redis_conn, "matrix")
-    assert state.paused and state.waiting == 1 and state.active == 0
+    assert state.paused
+    assert state.waiting == 1
+    assert state.active == 0
 
     assert control.resume(redis_conn, "matrix")
     wait_for(lambda: probe_row(db, "on-matrix") == (1, True), what="matrix probe after resume")
@@ -69,7 +71,8 @@ def test_paused_queue_keeps_accepting_but_idle_worker_takes_nothing(
 def test_duplicate_enqueue_of_pending_work_is_deduplicated(redis_conn, settings) -> None:
     first = enqueue.growth(redis_conn, settings, 7)
     second = enqueue.growth(redis_conn, settings, 7)
-    assert first.created and not second.created
+    assert first.created
+    assert not second.created
     assert first.job_id == second.job_id == "growth-7"
     assert control.queue_state(redis_conn, "growth").waiting == 1
 
@@ -78,7 +81,8 @@ def test_duplicate_enqueue_of_pending_work_is_deduplicated(redis_conn, settings)
     third = enqueue.growth(redis_conn, settings, 7)
     fourth = enqueue.growth(redis_conn, settings, 7)
     assert third.job_id == fourth.job_id == "growth-7--g1"
-    assert third.created and not fourth.created
+    assert third.created
+    assert not fourth.created
 
 
 def test_failing_job_is_retried_then_dead_lettered_then_retried_from_dlq(
@@ -126,7 +130,8 @@ def test_bad_payloads_go_to_dlq_with_clear_message_and_worker_survives(
     wait_for(lambda: len(control.list_dlq(redis_conn, "growth")) == 2, what="bad jobs in DLQ")
     dead = {j.id: j for j in control.list_dlq(redis_conn, "growth")}
     assert "asset_id must be an integer id, got 'abc' (str)" in dead[bad_type].error
-    assert "asset_id" in dead[unknown].error and "999999" in dead[unknown].error
+    assert "asset_id" in dead[unknown].error
+    assert "999999" in dead[unknown].error
     # Payload errors are never retried: each ran exactly once.
     stats = redis_conn.hgetall("finex:stats:growth")
     assert int(stats[b"failed"]) == 2
@@ -195,7 +200,8 @@ def test_stuck_job_without_attempts_left_is_dead_lettered_with_reason(
     )
     assert "1 dead-lettered" in out.stdout
     [dead] = control.list_dlq(redis_conn, "growth")
-    assert dead.id == job_id and "AbandonedJobError" in dead.error
+    assert dead.id == job_id
+    assert "AbandonedJobError" in dead.error
 
 
 def test_sigterm_during_a_job_lets_it_commit(redis_conn, db, settings, start_fleet) -> None:

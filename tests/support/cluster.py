@@ -736,8 +736,9 @@ def _stop_all() -> None:
 
 
 def _on_signal(signum: int, _frame: object) -> None:
+    # Stop the children first, then unwind like Ctrl-C: pytest ends the session cleanly.
     _stop_all()
-    sys.exit(128 + signum)
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 _handlers_installed = False
@@ -755,6 +756,17 @@ def _install_handlers() -> None:
             signal.signal(sig, _on_signal)
 
 
+def _remove_orphaned_workdirs(parent: Path) -> None:
+    """Remove k8s-* workdirs left by a process that was killed hard (SIGKILL skips cleanup)."""
+    for old in parent.glob("k8s-*"):
+        try:
+            owner = int((old / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if not _pid_alive(owner):
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def start_cluster(
     workdir: Path | None = None, nodes: int = 2, remove_workdir: bool | None = None
 ) -> Cluster:
@@ -766,9 +778,11 @@ def start_cluster(
     tools = find_tools()
     if workdir is None:
         (REPO / ".data").mkdir(exist_ok=True)
+        _remove_orphaned_workdirs(REPO / ".data")
         workdir = Path(tempfile.mkdtemp(prefix="k8s-", dir=REPO / ".data"))
         remove_workdir = True if remove_workdir is None else remove_workdir
     workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "owner.pid").write_text(f"{os.getpid()}\n")
     cluster = Cluster(
         workdir=workdir, tools=tools, nodes=nodes, remove_workdir=bool(remove_workdir)
     )
@@ -933,6 +947,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ToolsMissingError, ClusterStartError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

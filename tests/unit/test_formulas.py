@@ -6,6 +6,7 @@ import math
 import pickle
 
 import pytest
+
 from finex_workers import formulas
 from finex_workers.errors import (
     FinexError,
