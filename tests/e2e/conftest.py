@@ -58,7 +58,9 @@ def k8s_namespace(k8s_cluster: k8s.Cluster, request: pytest.FixtureRequest) -> I
         assert time.monotonic() < deadline, f"no default ServiceAccount in namespace {name}"
         time.sleep(0.2)
     yield name
-    k8s_cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found")
+    k8s_cluster.kubectl(
+        "delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False
+    )
 
 
 @pytest.fixture

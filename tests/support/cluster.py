@@ -7,7 +7,7 @@ apiserver uses its own CA, serving and client certificates (made with the openss
 and a service-account signing key, so RBAC and ServiceAccount tokens behave as in a cluster.
 
 Children run in their own process groups and are stopped on stop(), at interpreter exit and on
-SIGTERM/SIGHUP; on Linux they also get SIGTERM if the starting thread dies.
+SIGTERM/SIGHUP; on Linux they also get SIGKILL if the thread that started them dies.
 
 Command line (the Makefile's cluster-up / cluster-down):
     python -m tests.support.cluster up [--foreground] [--nodes N]
@@ -147,10 +147,10 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _child_setup() -> None:
-    """In the child: a process group of its own, and SIGTERM when the parent goes away."""
+    """In the child: its own process group, and SIGKILL when the parent dies (throwaway state)."""
     os.setsid()
     if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _wait_until(
