@@ -21,6 +21,7 @@ import atexit
 import base64
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import shutil
@@ -345,7 +346,7 @@ def _node_manifest(name: str) -> dict[str, Any]:
     }
 
 
-@dataclass
+@dataclass(eq=False)  # identity equality and hash: kept in the _LIVE set
 class Cluster:
     """One running control plane. Use start_cluster(); stop() is idempotent."""
 
@@ -464,9 +465,6 @@ class Cluster:
         _LIVE.discard(self)
         if self.remove_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __hash__(self) -> int:
-        return id(self)
 
     # -- start-up --
 
@@ -677,7 +675,7 @@ class Cluster:
         ):
             _wait_until(
                 f"{name} /healthz",
-                lambda u=url: _https_ok(f"{u}/healthz", insecure),
+                functools.partial(_https_ok, f"{url}/healthz", insecure),
                 60,
                 self._check_alive,
             )
