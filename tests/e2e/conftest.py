@@ -38,10 +38,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def k8s_cluster() -> Iterator[k8s.Cluster]:
+    missing: str | None = None
     try:
-        cluster = k8s.start_cluster(nodes=2)
+        k8s.find_tools()
     except k8s.ToolsMissingError as exc:
-        pytest.fail(str(exc), pytrace=False)
+        missing = str(exc)
+    if missing:  # outside the except block, so the report is just the message
+        pytest.fail(missing, pytrace=False)
+    cluster = k8s.start_cluster(nodes=2)
     print(f"\nlocal control plane ready in {cluster.startup_seconds:.1f}s at {cluster.server}")
     yield cluster
     cluster.stop()

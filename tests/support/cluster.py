@@ -112,15 +112,15 @@ class Tools:
 def find_tools() -> Tools:
     """The cached toolchain, or ToolsMissingError saying how to build it."""
     tools = Tools(cache_root())
-    missing = [str(tools.path(b)) for b in BINARIES if not os.access(tools.path(b), os.X_OK)]
+    missing = [b for b in BINARIES if not os.access(tools.path(b), os.X_OK)]
     if not tools.kwok_stages.is_file():
-        missing.append(str(tools.kwok_stages))
+        missing.append(str(tools.kwok_stages.relative_to(tools.root)))
     if missing:
         raise ToolsMissingError(
-            "the local Kubernetes toolchain is not built (missing: "
+            f"the local Kubernetes toolchain is not built: {tools.root} lacks "
             + ", ".join(missing)
-            + "). Run `make k8s-tools` (hack/build-k8s-tools.sh) first; it builds the versions "
-            "pinned in hack/k8s-versions.env into $K8S_CACHE."
+            + ". Run `make k8s-tools` (hack/build-k8s-tools.sh); it builds the versions pinned "
+            "in hack/k8s-versions.env into $K8S_CACHE."
         )
     return tools
 
