@@ -16,6 +16,9 @@ from typing import Any
 from finex_workers.queues import QUEUE_NAMES
 from finex_workers.settings import Settings, SettingsError
 
+#: Metrics ports listen on every interface by default: Prometheus scrapes them from another pod.
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+
 
 class ProgressBar:
     """Progress on stderr: a redrawn bar on a terminal, a line every 10% otherwise."""
@@ -77,7 +80,21 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     from finex_workers.supervisor import Supervisor, configure_logging
 
     configure_logging(args.log_level)
-    return Supervisor(settings, _queues(args), burst=args.burst).run()
+    return Supervisor(
+        settings,
+        _queues(args),
+        burst=args.burst,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+    ).run()
+
+
+def cmd_exporter(args: argparse.Namespace, settings: Settings) -> int:
+    from finex_workers.exporter import serve
+    from finex_workers.supervisor import configure_logging
+
+    configure_logging(args.log_level)
+    return serve(settings, _queues(args), host=args.host, port=args.port)
 
 
 def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
@@ -314,12 +331,32 @@ def build_parser() -> argparse.ArgumentParser:
                 help="exit when the queues are empty (for batch runs and tests)",
             )
             p.add_argument("--log-level", default="INFO")
+            p.add_argument(
+                "--metrics-port",
+                type=int,
+                default=None,
+                help="serve the workers' job metrics (durations, outcomes) on this port",
+            )
+            p.add_argument(
+                "--metrics-host", default=ALL_INTERFACES, help="address for --metrics-port"
+            )
         if name == "list-dlq":
             p.add_argument("--limit", type=int, default=None, help="show at most N per queue")
         if name == "retry-dlq":
             p.add_argument("--id", action="append", help="retry only this job id (repeatable)")
         if name == "empty-dlq":
             p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    p = sub.add_parser(
+        "exporter",
+        help="serve queue metrics (job counts, paused, workers, oldest job) on /metrics",
+        description="Prometheus exporter for the queues: reads Redis at every scrape.",
+    )
+    _add_worker_arg(p)
+    p.add_argument("--port", type=int, default=9121)
+    p.add_argument("--host", default=ALL_INTERFACES, help="address to listen on")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=cmd_exporter)
 
     db = sub.add_parser("db", help="database schema")
     dbsub = db.add_subparsers(dest="verb", required=True, metavar="VERB")

@@ -119,6 +119,8 @@ def run(*, assets: int, scenarios: int) -> int:
         _say("stopping: workers finish their running jobs first")
         return 0
     finally:
+        # A second Ctrl-C must not abandon the servers half-way through shutting down.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if fleet is not None and fleet.poll() is None:
             fleet.send_signal(signal.SIGTERM)
             fleet.wait()

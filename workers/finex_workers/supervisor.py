@@ -7,6 +7,11 @@ its abandoned job, if any, is recovered by ``clean-stuck-jobs`` (which the super
 so a crash is repaired without an operator). A child that exits cleanly, because ``finex workers
 stop`` asked it to, is not restarted. The supervisor exits when its last child has.
 
+With ``--metrics-port`` the supervisor points PROMETHEUS_MULTIPROC_DIR at a directory before it
+forks anything, so every worker writes its job metrics there, and one more child serves their sum
+on /metrics. A child, not a thread of the supervisor: a thread running in the parent at fork
+time is a classic source of deadlocked children (and of inherited listening sockets).
+
 In Kubernetes the supervisor is PID 1 of the worker container (exec-form entrypoint), so the
 kubelet's SIGTERM reaches it directly.
 """
@@ -16,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,7 +44,8 @@ SWEEP_INTERVAL = 15.0
 class _Slot:
     queue: str
     index: int
-    #: "worker" runs jobs; "scheduler" moves due retries (backoff) back onto their queues.
+    #: "worker" runs jobs; "scheduler" moves due retries (backoff) back onto their queues;
+    #: "metrics" serves the workers' job metrics.
     kind: str = "worker"
     pid: int = 0
     crashes: int = 0
@@ -54,10 +62,37 @@ class Supervisor:
     burst: bool = False
     slots: list[_Slot] = field(default_factory=list)
     stopping: bool = False
+    #: Serve the workers' job metrics on this port (None: workers record no metrics).
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's metrics port is scraped from outside
+    _metrics_dir_created: str | None = None
 
     def run(self) -> int:
         """Start every child, supervise until all have exited, return the exit code."""
         self.settings.check_budget()
+        if self.metrics_port is not None:
+            self._prepare_metrics_dir()
+        try:
+            return self._supervise()
+        finally:
+            if self._metrics_dir_created:
+                shutil.rmtree(self._metrics_dir_created, ignore_errors=True)
+
+    def _prepare_metrics_dir(self) -> None:
+        """Point PROMETHEUS_MULTIPROC_DIR at an empty directory before anything imports
+        prometheus_client: it picks its value class at import, and children inherit that."""
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if path:
+            os.makedirs(path, exist_ok=True)
+            for name in os.listdir(path):  # files of a previous run would add to our counts
+                if name.endswith(".db"):
+                    os.unlink(os.path.join(path, name))
+        else:
+            path = tempfile.mkdtemp(prefix="finex-metrics-")
+            self._metrics_dir_created = path
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+
+    def _supervise(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         for queue in self.queues:
@@ -70,6 +105,10 @@ class Supervisor:
             scheduler = _Slot(",".join(self.queues), 0, kind="scheduler")
             self.slots.append(scheduler)
             self._spawn(scheduler)
+        if self.metrics_port is not None:
+            server = _Slot("metrics", 0, kind="metrics")
+            self.slots.append(server)
+            self._spawn(server)
         total = sum(1 for s in self.slots if s.kind == "worker")
         log.info(
             "started %d worker processes: %s",
@@ -119,8 +158,15 @@ class Supervisor:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 if slot.kind == "scheduler":
                     code = run_scheduler(self.settings, slot.queue.split(","))
+                elif slot.kind == "metrics":
+                    code = run_metrics_server(self.metrics_host, self.metrics_port or 0)
                 else:
-                    code = run_worker(self.settings, slot.queue, burst=self.burst)
+                    code = run_worker(
+                        self.settings,
+                        slot.queue,
+                        burst=self.burst,
+                        metrics=self.metrics_port is not None,
+                    )
             except Exception:
                 log.exception("worker for %s crashed", slot.queue)
             finally:
@@ -140,6 +186,10 @@ class Supervisor:
             if slot is None:
                 continue
             slot.pid = 0
+            if self.metrics_port is not None:
+                from prometheus_client import multiprocess
+
+                multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
             code = os.waitstatus_to_exitcode(status)
             if code == 0 or self.stopping:
                 log.info("worker %d (%s) exited with %d", pid, slot.queue, code)
@@ -167,12 +217,23 @@ class Supervisor:
             log.exception("stuck-job sweep failed; will try again")
 
 
-def run_worker(settings: Settings, queue: str, *, burst: bool = False) -> int:
+def run_worker(
+    settings: Settings, queue: str, *, burst: bool = False, metrics: bool = False
+) -> int:
     """Body of one worker process: connect (after fork) and work until stopped."""
     from finex_workers import dbconn
     from finex_workers.queues import get_queue, redis_from_url
     from finex_workers.worker import FinexWorker, worker_name
 
+    worker_metrics = None
+    if metrics:
+        from prometheus_client import CollectorRegistry
+
+        from finex_workers.metrics import WorkerMetrics
+
+        # Values go to this process's files in PROMETHEUS_MULTIPROC_DIR; the registry is only
+        # the owner the metric objects need. The metrics child reads the files.
+        worker_metrics = WorkerMetrics(registry=CollectorRegistry())
     conn = redis_from_url(settings.redis_url)
     worker = FinexWorker(
         [get_queue(queue, conn)],
@@ -180,6 +241,7 @@ def run_worker(settings: Settings, queue: str, *, burst: bool = False) -> int:
         connection=conn,
         worker_ttl=settings.worker_ttl,
         job_monitoring_interval=max(1, settings.worker_ttl // 3),
+        metrics=worker_metrics,
     )
     try:
         worker.work(burst=burst, logging_level="INFO")
@@ -198,6 +260,19 @@ def run_scheduler(settings: Settings, queues: Sequence[str]) -> int:
     scheduler = RQScheduler(list(queues), connection=conn, interval=1)
     scheduler.acquire_locks()
     scheduler.work()
+    return 0
+
+
+def run_metrics_server(host: str, port: int) -> int:
+    """Body of the metrics process: serve the sum of every worker's multiprocess files."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    _server, thread = start_http_server(port, addr=host, registry=registry)
+    log.info("serving worker metrics on http://%s:%d/metrics", host, port)
+    thread.join()  # until SIGTERM (default action) ends the process
     return 0
 
 

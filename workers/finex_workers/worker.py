@@ -14,6 +14,7 @@ What we add:
 - Bad payloads (PayloadError) are not retried: they go straight to the DLQ with their message.
 - Lifetime completed/failed counters per queue in Redis (``finex:stats:<queue>``), updated in the
   same pipeline as RQ's own bookkeeping.
+- Optional job metrics (duration, outcome) per attempt, for the supervisor's /metrics.
 - SIGTERM is RQ's warm shutdown: the running job finishes and commits, then the process exits.
 """
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq.executions import Execution
@@ -33,6 +34,9 @@ from rq.worker import SimpleWorker, WorkerStatus
 from finex_workers.errors import PayloadError
 from finex_workers.queues import paused_key, stats_key
 
+if TYPE_CHECKING:
+    from finex_workers.metrics import WorkerMetrics
+
 #: How often a paused worker re-checks the pause flag, in seconds.
 PAUSE_POLL_SECONDS = 0.2
 #: Longest a worker blocks waiting for a job before re-checking stop/pause state, in seconds.
@@ -42,8 +46,9 @@ DEQUEUE_TIMEOUT = 5
 class FinexWorker(SimpleWorker):
     """Serves exactly one queue (one Deployment per queue in Kubernetes)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, metrics: WorkerMetrics | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.metrics = metrics
         if len(self.queues) != 1:
             raise ValueError("a FinexWorker serves exactly one queue")
         self._heartbeat_stop = threading.Event()
@@ -115,11 +120,14 @@ class FinexWorker(SimpleWorker):
             target=self._beat, args=(job, execution), daemon=True, name="finex-heartbeat"
         )
         beat.start()
+        started = time.monotonic()
         try:
-            self.perform_job(job, queue, execution)
+            ok = self.perform_job(job, queue, execution)
         finally:
             self._heartbeat_stop.set()
             beat.join()
+        if self.metrics is not None:
+            self.metrics.observe(self.queue_name, ok=ok, seconds=time.monotonic() - started)
         self.set_state(WorkerStatus.IDLE)
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
