@@ -222,3 +222,36 @@ def test_a_certificate_user_gets_its_groups_permissions(
 def test_server_side_dry_run_validates_without_storing(kubectl: Kubectl):
     kubectl("apply", "--dry-run=server", "-f", "-", input=deployment("dry", 1))
     assert kubectl("get", "deployment", "dry", check=False).returncode != 0
+
+
+PROMETHEUS_RULE = """
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata: {name: demo}
+spec:
+  groups:
+  - name: demo
+    rules:
+    - {alert: Demo, expr: vector(1), for: 1m}
+"""
+
+
+def test_monitoring_crds_and_a_helm_chart_with_a_kube_version_constraint(
+    k8s_cluster: k8s.Cluster, kubectl: Kubectl, k8s_namespace: str, tmp_path
+):
+    k8s_cluster.install_monitoring_crds()
+    kubectl("apply", "-f", "-", input=PROMETHEUS_RULE)
+    assert kubectl("get", "prometheusrule", "demo", "-o", "name").stdout.strip()
+
+    chart = tmp_path / "demo"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: demo\nversion: 0.1.0\nkubeVersion: '>=1.35.0-0'\n"
+    )
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: demo}\n"
+        "data: {kube: '{{ .Capabilities.KubeVersion.Version }}'}\n"
+    )
+    k8s_cluster.helm("install", "demo", str(chart), "--namespace", k8s_namespace, "--wait")
+    expected = k8s.pinned_versions()["KUBERNETES_VERSION"]
+    assert kubectl("get", "cm", "demo", "-o", "jsonpath={.data.kube}").stdout == expected

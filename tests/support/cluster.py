@@ -62,6 +62,13 @@ class ToolsMissingError(RuntimeError):
     """The cached binaries are absent: run `make k8s-tools`."""
 
 
+class CommandError(subprocess.CalledProcessError):
+    """A kubectl or helm run failed; unlike CalledProcessError, str() carries its stderr."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {self.stderr}"
+
+
 class ClusterStartError(RuntimeError):
     """A component did not become healthy; the message carries the tail of its log."""
 
@@ -393,9 +400,40 @@ class Cluster:
     ) -> subprocess.CompletedProcess[str]:
         """Run the cached kubectl against this cluster (admin unless kubeconfig is given).
 
-        With check=True a failure raises CalledProcessError whose message includes stderr.
+        With check=True a failure raises CommandError, whose message includes stderr.
         """
-        cmd = [str(self.tools.path("kubectl")), *args]
+        return self._run_tool("kubectl", args, kubeconfig, input, check, timeout)
+
+    def helm(
+        self,
+        *args: str,
+        kubeconfig: Path | None = None,
+        check: bool = True,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the cached helm against this cluster, like kubectl()."""
+        return self._run_tool("helm", args, kubeconfig, None, check, timeout)
+
+    def install_monitoring_crds(self) -> None:
+        """Apply prometheus-operator's PrometheusRule and ServiceMonitor CRDs and wait for them.
+
+        Charts that ship a PrometheusRule or ServiceMonitor need these kinds to exist.
+        """
+        files = sorted(self.tools.crds.glob("*.yaml"))
+        args = [arg for f in files for arg in ("-f", str(f))]
+        self.kubectl("apply", "--server-side", "--force-conflicts", *args)
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", *args)
+
+    def _run_tool(
+        self,
+        tool: str,
+        args: Sequence[str],
+        kubeconfig: Path | None,
+        input: str | None,
+        check: bool,
+        timeout: float,
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.tools.path(tool)), *args]
         proc = subprocess.run(
             cmd,
             input=input,
@@ -406,9 +444,7 @@ class Cluster:
             check=False,
         )
         if check and proc.returncode != 0:
-            raise subprocess.CalledProcessError(
-                proc.returncode, cmd, proc.stdout, f"kubectl {' '.join(args)}: {proc.stderr}"
-            )
+            raise CommandError(proc.returncode, cmd, proc.stdout, proc.stderr)
         return proc
 
     def kubeconfig_for_user(
