@@ -125,13 +125,18 @@ def fleet_env(redis_url: str, database_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def start_fleet(fleet_env: dict[str, str]) -> Iterator[object]:
-    """start_fleet(queues, **env_overrides) -> Fleet; every fleet is stopped after the test."""
+    """start_fleet(queues, burst=, args=, **env_overrides) -> Fleet; all stopped after the test.
+
+    args are extra `finex workers start` arguments (e.g. --metrics-port).
+    """
     from tests.support.fleet import Fleet
 
     fleets: list[Fleet] = []
 
-    def start(queues: list[str], burst: bool = False, **overrides: str) -> Fleet:
-        fleet = Fleet(queues, {**fleet_env, **overrides}, burst=burst)
+    def start(
+        queues: list[str], burst: bool = False, args: tuple[str, ...] = (), **overrides: str
+    ) -> Fleet:
+        fleet = Fleet(queues, {**fleet_env, **overrides}, burst=burst, args=args)
         fleets.append(fleet)
         return fleet
 

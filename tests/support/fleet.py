@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import redis
@@ -36,7 +36,14 @@ def wait_for(
 class Fleet:
     """One supervisor process; stops it (SIGTERM, then SIGKILL) on close."""
 
-    def __init__(self, queues: list[str], env: dict[str, str], *, burst: bool = False) -> None:
+    def __init__(
+        self,
+        queues: list[str],
+        env: dict[str, str],
+        *,
+        burst: bool = False,
+        args: Sequence[str] = (),
+    ) -> None:
         self.queues = queues
         full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         argv = [sys.executable, "-m", "finex_workers.cli", "workers", "start"]
@@ -44,6 +51,7 @@ class Fleet:
             argv += ["--worker", queues[0]]
         if burst:
             argv.append("--burst")
+        argv += list(args)
         self.proc = subprocess.Popen(
             argv,
             env=full_env,
