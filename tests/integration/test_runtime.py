@@ -221,3 +221,59 @@ def test_stop_verb_asks_workers_to_exit(redis_conn, settings, start_fleet) -> No
     fleet.wait_ready(redis_conn)
     assert len(control.stop_workers(redis_conn, "probability")) == 1
     assert fleet.proc.wait(30) == 0
+
+
+def test_retry_waits_for_its_backoff_interval(redis_conn, fleet_env, start_fleet) -> None:
+    backoff = Settings.from_env({**fleet_env, "FINEX_RETRY_INTERVALS": "3"})
+    q = get_queue("matrix", redis_conn)
+    job_id = enqueue.enqueue_unique(
+        q, "tests.support.testjobs.flaky_job", {"key": "bo", "fail_times": 1}, "flaky-bo", backoff
+    ).job_id
+    fleet = start_fleet(["matrix"])
+    fleet.wait_ready(redis_conn)
+    wait_for(lambda: redis_conn.get("test:calls:bo") == b"1", what="first attempt")
+    failed_at = time.monotonic()
+    wait_for(
+        lambda: control.queue_state(redis_conn, "matrix").delayed == 1,
+        what="job parked in the scheduled registry",
+    )
+    wait_for(lambda: status(redis_conn, job_id) == "finished", timeout=20, what="retry")
+    assert time.monotonic() - failed_at >= 2.5
+    assert control.list_dlq(redis_conn, "matrix") == []
+
+
+def test_growth_and_probability_updates_enqueue_their_matrix_row_and_columns(
+    redis_conn, db, settings, start_fleet
+) -> None:
+    from finex_workers import domain
+
+    domain.seed(db, assets=5, scenarios=6, days=30)
+    asset = domain.asset_ids(db, chunk=100)[0][0]
+    scenario = domain.scenario_ids(db)[0]
+    members = domain.group_members(db, scenario)
+    enqueue.growth(redis_conn, settings, asset)
+    enqueue.probability(redis_conn, settings, scenario)
+    for queue in ("growth", "probability"):
+        fleet = start_fleet([queue], burst=True)
+        assert fleet.proc.wait(60) == 0
+    matrix = get_queue("matrix", redis_conn)
+    pending = {job.id: job.kwargs for job in matrix.get_jobs()}
+    assert pending[f"matrix-row-{asset}"] == {"asset_ids": [asset]}
+    column_jobs = [kw for kw in pending.values() if "scenario_ids" in kw]
+    assert column_jobs == [{"scenario_ids": sorted(members)}]
+
+
+def test_importing_the_job_code_opens_no_connections() -> None:
+    code = (
+        "import os, finex_workers.jobs, finex_workers.worker, finex_workers.supervisor, "
+        "finex_workers.cli\n"
+        "import stat\n"
+        "def is_socket(fd):\n"
+        "    try:\n"
+        "        return stat.S_ISSOCK(os.fstat(fd).st_mode)\n"
+        "    except OSError:\n"
+        "        return False\n"
+        "print(sum(is_socket(fd) for fd in range(1024)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"
