@@ -1,0 +1,139 @@
+"""Kubernetes objects the operator owns, built as plain dicts by pure functions.
+
+One Deployment per queue, named <pool>-<queue>, owned by the pool. A hash of the built object
+sits in an annotation, so "patch if different" is one string comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from finex_operator.spec import PoolSpec
+from finex_workers.queues import QUEUE_NAMES
+
+GROUP = "finex.io"
+VERSION = "v1alpha1"
+PLURAL = "finexworkerpools"
+KIND = "FinexWorkerPool"
+POOL_LABEL = "finex.io/pool"
+QUEUE_LABEL = "finex.io/queue"
+HASH_ANNOTATION = "finex.io/spec-hash"
+CONTAINER = "worker"
+
+
+def deployment_name(pool: str, queue: str) -> str:
+    """Deterministic child name: the same pool and queue always give the same Deployment."""
+    return f"{pool}-{queue}"
+
+
+def selector_labels(pool: str, queue: str) -> dict[str, str]:
+    return {POOL_LABEL: pool, QUEUE_LABEL: queue}
+
+
+def owner_reference(pool: str, uid: str) -> dict[str, Any]:
+    """Makes the pool the controller of a child, so deleting the pool deletes it (GC)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": pool,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _secret_env(name: str, ref_name: str, ref_key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref_name, "key": ref_key}}}
+
+
+def worker_env(spec: PoolSpec, queue: str) -> list[dict[str, Any]]:
+    """The worker's environment: its queue's concurrency, policies, and Secret-backed URLs.
+
+    The supervisor checks the sum of all three *_WORKER_CONCURRENCY values against
+    FINEX_PG_CONNECTION_BUDGET, whichever queue it runs. So the pod's budget is its own share
+    (its concurrency) and the queues it does not run are set to the minimum, 1, and counted in.
+    The pool-wide budget is enforced by the CRD's CEL rule.
+    """
+    concurrency = spec.queue(queue).concurrency
+    env: list[dict[str, Any]] = [
+        _secret_env("REDIS_URL", spec.redis_url.name, spec.redis_url.key),
+        _secret_env("DATABASE_URL", spec.database_url.name, spec.database_url.key),
+    ]
+    for q in QUEUE_NAMES:
+        value = concurrency if q == queue else 1
+        env.append({"name": f"{q.upper()}_WORKER_CONCURRENCY", "value": str(value)})
+    env += [
+        {"name": "FINEX_PG_CONNECTION_BUDGET", "value": str(concurrency + len(QUEUE_NAMES) - 1)},
+        {"name": "FINEX_RETRY_MAX", "value": str(spec.retry_max)},
+        {"name": "FINEX_JOB_TIMEOUT", "value": str(spec.job_timeout_seconds)},
+    ]
+    if spec.retry_intervals:
+        intervals = ",".join(str(i) for i in spec.retry_intervals)
+        env.append({"name": "FINEX_RETRY_INTERVALS", "value": intervals})
+    return env
+
+
+def _security_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def deployment(
+    *, pool: str, uid: str, spec: PoolSpec, queue: str, replicas: int, grace_margin: int
+) -> dict[str, Any]:
+    """The Deployment of one queue; replicas is decided by the planner (0 while stopping)."""
+    labels = selector_labels(pool, queue)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        # Exec form: the supervisor is PID 1 and gets the kubelet's SIGTERM (warm shutdown).
+        "command": ["finex", "workers", "start", "--worker", queue],
+        "env": worker_env(spec, queue),
+        "securityContext": _security_context(),
+        # RQ and the supervisor write only to /tmp; the root filesystem stays read-only.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+    }
+    if spec.resources:
+        container["resources"] = dict(spec.resources)
+    body: dict[str, Any] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(pool, queue),
+            "labels": dict(labels),
+            "ownerReferences": [owner_reference(pool, uid)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": dict(labels)},
+            "template": {
+                "metadata": {"labels": dict(labels)},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": spec.job_timeout_seconds + grace_margin,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+    body["metadata"]["annotations"] = {HASH_ANNOTATION: spec_hash(body)}
+    return body
+
+
+def spec_hash(body: dict[str, Any]) -> str:
+    """A short digest of what the operator sets on a Deployment (not of what the server adds)."""
+    text = json.dumps({"labels": body["metadata"]["labels"], "spec": body["spec"]}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,107 @@
+"""Kubernetes reads and writes for one pool: the CR, its Deployments, Pods and Secret.
+
+Plain functions over the official client. Everything here is a thin call; the decisions are in
+planner.py.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from finex_operator import builders
+from finex_operator.planner import DeploymentView
+
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class SecretError(RuntimeError):
+    """The referenced Secret or key is missing or unreadable; the message says which."""
+
+
+def get_pool(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
+    """The pool as stored now (not kopf's cached copy), or None if it is gone."""
+    try:
+        body = client.CustomObjectsApi(api).get_namespaced_custom_object(
+            builders.GROUP, builders.VERSION, namespace, builders.PLURAL, name
+        )
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return cast(dict[str, Any], body)
+
+
+def deployments(api: client.ApiClient, namespace: str, pool: str) -> dict[str, DeploymentView]:
+    """The pool's Deployments by queue."""
+    found = client.AppsV1Api(api).list_namespaced_deployment(
+        namespace, label_selector=f"{builders.POOL_LABEL}={pool}"
+    )
+    out = {}
+    for dep in found.items:
+        meta = dep.metadata or client.V1ObjectMeta()
+        queue = (meta.labels or {}).get(builders.QUEUE_LABEL)
+        if not queue:
+            continue
+        out[queue] = DeploymentView(
+            replicas=int(dep.spec.replicas or 0),
+            ready_replicas=int((dep.status and dep.status.ready_replicas) or 0),
+            spec_hash=(meta.annotations or {}).get(builders.HASH_ANNOTATION, ""),
+        )
+    return out
+
+
+def pod_counts(api: client.ApiClient, namespace: str, pool: str) -> dict[str, int]:
+    """Pods per queue, terminating ones included (a stop waits until they are gone)."""
+    found = client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector=f"{builders.POOL_LABEL}={pool}"
+    )
+    queues = ((p.metadata.labels or {}) if p.metadata else {} for p in found.items)
+    return dict(Counter(labels.get(builders.QUEUE_LABEL, "") for labels in queues))
+
+
+def secret_value(api: client.ApiClient, namespace: str, name: str, key: str) -> str:
+    """One key of a Secret, decoded. Needs `get` on secrets in the pool's namespace."""
+    try:
+        secret = client.CoreV1Api(api).read_namespaced_secret(name, namespace)
+    except ApiException as exc:
+        raise SecretError(
+            f"cannot read Secret {namespace}/{name}: {exc.status} {exc.reason}"
+        ) from None
+    data = secret.data or {}
+    if key not in data:
+        raise SecretError(f"Secret {namespace}/{name} has no key {key!r}")
+    return base64.b64decode(data[key]).decode()
+
+
+def apply_deployment(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> str:
+    """Create the Deployment if absent, else merge-patch it to the body. Returns what it did."""
+    apps = client.AppsV1Api(api)
+    name = body["metadata"]["name"]
+    try:
+        apps.create_namespaced_deployment(namespace, body)  # type: ignore[arg-type]
+        return "created"
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    apps.patch_namespaced_deployment(name, namespace, body, _content_type=MERGE_PATCH)
+    return "patched"
+
+
+def patch_status(
+    api: client.ApiClient, namespace: str, name: str, resource_version: str, status: dict[str, Any]
+) -> None:
+    """Merge-patch .status, on the condition that the pool is still the version observed."""
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        builders.GROUP,
+        builders.VERSION,
+        namespace,
+        builders.PLURAL,
+        name,
+        {"metadata": {"resourceVersion": resource_version}, "status": status},
+        _content_type=MERGE_PATCH,
+    )

@@ -1,0 +1,177 @@
+"""One reconcile of one pool: observe, plan (pure), act, report.
+
+Every trigger (create, update, resume, and the timer) calls reconcile(). A per-pool lock keeps
+two triggers from acting at once. Queue operations go through finex_workers.control, the one
+implementation of each runbook step that the CLI uses too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import redis
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from finex_operator import cluster
+from finex_operator.planner import PAUSED_BY, DlqEntry, Event, Observed, Plan, plan
+from finex_operator.settings import OperatorSettings
+from finex_operator.spec import PoolSpec, parse_spec
+from finex_workers import control
+from finex_workers.queues import redis_from_url
+
+log = logging.getLogger("finex.operator")
+
+#: Posts an Event on the pool: (body, type, reason, message). kopf.event in production.
+Poster = Callable[[dict[str, Any], str, str, str], None]
+
+
+@dataclass
+class Runtime:
+    """Per-process state: the API client, Redis clients by URL, locks and sweep clocks."""
+
+    api: client.ApiClient
+    settings: OperatorSettings
+    post: Poster
+    redis_clients: dict[str, redis.Redis] = field(default_factory=dict)
+    locks: dict[str, threading.Lock] = field(default_factory=dict)
+    last_sweep: dict[str, float] = field(default_factory=dict)
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock_for(self, key: str) -> threading.Lock:
+        with self.guard:
+            return self.locks.setdefault(key, threading.Lock())
+
+    def redis_for(self, url: str) -> redis.Redis:
+        with self.guard:
+            if url not in self.redis_clients:
+                self.redis_clients[url] = redis_from_url(url)
+            return self.redis_clients[url]
+
+
+def _failed_at(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _observe_redis(
+    rt: Runtime, conn: redis.Redis, spec: PoolSpec
+) -> tuple[dict[str, control.QueueState], dict[str, list[DlqEntry]]]:
+    states = {q: control.queue_state(conn, q) for q in spec.queue_names}
+    dlq = {
+        q: [
+            DlqEntry(j.id, j.dlq_retries, _failed_at(j.failed_at))
+            for j in control.list_dlq(conn, q, limit=rt.settings.dlq_scan_limit)
+        ]
+        for q in spec.queue_names
+        if states[q].failed
+    }
+    return states, dlq
+
+
+def observe(rt: Runtime, body: dict[str, Any]) -> tuple[Observed, redis.Redis | None]:
+    """A snapshot of the pool's world; Redis problems are reported, not raised."""
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    spec = parse_spec(body["spec"])
+    conn: redis.Redis | None = None
+    states: dict[str, control.QueueState] | None = None
+    dlq: dict[str, list[DlqEntry]] = {}
+    error = ""
+    try:
+        url = cluster.secret_value(rt.api, namespace, spec.redis_url.name, spec.redis_url.key)
+        conn = rt.redis_for(url)
+        states, dlq = _observe_redis(rt, conn, spec)
+    except (cluster.SecretError, redis.RedisError, ValueError) as exc:
+        error, conn = f"{type(exc).__name__}: {exc}", None
+    key = meta["uid"]
+    sweep_due = time.monotonic() - rt.last_sweep.get(key, 0.0) >= rt.settings.sweep_seconds
+    observed = Observed(
+        name=name,
+        uid=meta["uid"],
+        generation=int(meta.get("generation") or 0),
+        spec=spec,
+        now=datetime.now(UTC).replace(microsecond=0),
+        status=body.get("status") or {},
+        annotations=meta.get("annotations") or {},
+        deployments=cluster.deployments(rt.api, namespace, name),
+        pods=cluster.pod_counts(rt.api, namespace, name),
+        queues=states,
+        redis_error=error,
+        dlq=dlq,
+        sweep_due=sweep_due,
+        grace_margin=rt.settings.grace_margin_seconds,
+    )
+    return observed, conn
+
+
+def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None) -> list[Event]:
+    """Carry out the plan; returns Events about results only known afterwards (sweeps)."""
+    namespace = body["metadata"]["namespace"]
+    for dep in todo.apply:
+        cluster.apply_deployment(rt.api, namespace, dep)
+    after: list[Event] = []
+    if conn is None:
+        return after
+    for q in todo.pause:
+        control.pause(conn, q, by=PAUSED_BY)
+    for q in todo.resume:
+        control.resume(conn, q)
+    for q, ids in todo.retry_dlq.items():
+        sent = control.retry_dlq(conn, q, ids)
+        after.append(Event("Normal", "DLQRetried", f"{q}: sent {len(sent)} job(s) back"))
+    if todo.sweep:
+        rt.last_sweep[body["metadata"]["uid"]] = time.monotonic()
+    for q in todo.sweep:
+        report = control.clean_stuck_jobs(conn, q)
+        if report.requeued or report.dead_lettered:
+            reasons = "; ".join(f"{j}: {r}" for j, r in list(report.reasons.items())[:5])
+            after.append(
+                Event(
+                    "Warning",
+                    "StuckJobsRecovered",
+                    f"{q}: requeued {len(report.requeued)}, dead-lettered "
+                    f"{len(report.dead_lettered)} ({reasons})",
+                )
+            )
+    return after
+
+
+def report(rt: Runtime, body: dict[str, Any], todo: Plan, events: list[Event]) -> None:
+    """Post the Events, and patch status only if it changed."""
+    for event in [*todo.events, *events]:
+        rt.post(body, event.type, event.reason, event.message)
+    meta = body["metadata"]
+    old = body.get("status") or {}
+    if {k: old.get(k) for k in todo.status} == todo.status:
+        return
+    try:
+        cluster.patch_status(
+            rt.api, meta["namespace"], meta["name"], meta["resourceVersion"], todo.status
+        )
+    except ApiException as exc:
+        if exc.status not in (404, 409):  # changed or gone meanwhile: the next tick re-plans
+            raise
+
+
+def reconcile(rt: Runtime, namespace: str, name: str) -> None:
+    """Observe, plan, act, report for one pool. Safe to call at any time, any number of times."""
+    body = cluster.get_pool(rt.api, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    with rt.lock_for(body["metadata"]["uid"]):
+        body = cluster.get_pool(rt.api, namespace, name)  # fresh, now that we hold the lock
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        observed, conn = observe(rt, body)
+        todo = plan(observed)
+        after = act(rt, body, todo, conn)
+        report(rt, body, todo, after)
