@@ -174,6 +174,7 @@ def _plan_new_restart(
         "requestedValue": value,
         "queues": targets,
         "startedAt": _ts(obs.now),
+        "finishedAt": None,  # JSON merge patch: removes the last restart's value
         "pending": "",
         "history": [],
     }
@@ -457,7 +458,10 @@ def plan(obs: Observed) -> Plan:
         queue_status.append(entry)
     for body in out.apply:
         name = body["metadata"]["name"]
-        out.events.append(Event("Normal", "DeploymentApplied", f"create or patch {name}"))
+        replicas = body["spec"]["replicas"]
+        out.events.append(
+            Event("Normal", "DeploymentApplied", f"{name}: applied the spec (replicas {replicas})")
+        )
 
     out.status = _status(
         obs,

@@ -151,7 +151,7 @@ def report(rt: Runtime, body: dict[str, Any], todo: Plan, events: list[Event]) -
         rt.post(body, event.type, event.reason, event.message)
     meta = body["metadata"]
     old = body.get("status") or {}
-    if {k: old.get(k) for k in todo.status} == todo.status:
+    if _pruned({k: old.get(k) for k in todo.status}) == _pruned(todo.status):
         return
     try:
         cluster.patch_status(
@@ -160,6 +160,15 @@ def report(rt: Runtime, body: dict[str, Any], todo: Plan, events: list[Event]) -
     except ApiException as exc:
         if exc.status not in (404, 409):  # changed or gone meanwhile: the next tick re-plans
             raise
+
+
+def _pruned(value: Any) -> Any:
+    """value without None entries: a merge patch's null means "remove", as if absent."""
+    if isinstance(value, dict):
+        return {k: _pruned(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
 
 
 def reconcile(rt: Runtime, namespace: str, name: str) -> None:

@@ -1,0 +1,444 @@
+"""Table-driven tests of the pure planner: restart phases, declarative pause, DLQ policy, status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from finex_operator import builders
+from finex_operator.planner import (
+    DeploymentView,
+    DlqEntry,
+    Observed,
+    desired_replicas,
+    parse_target,
+    plan,
+)
+from finex_operator.spec import parse_spec
+from finex_workers.control import QueueState
+
+NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+QUEUES = ("matrix", "growth", "probability")
+SPEC: dict[str, Any] = {
+    "image": "finex/workers:1",
+    "queues": [
+        {"name": "matrix", "replicas": 2, "concurrency": 5},
+        {"name": "growth", "replicas": 1, "concurrency": 10},
+        {"name": "probability", "replicas": 1, "concurrency": 10},
+    ],
+    "redis": {"urlSecretRef": {"name": "s", "key": "redis-url"}},
+    "database": {"urlSecretRef": {"name": "s", "key": "database-url"}, "connectionBudget": 40},
+    "drainTimeoutSeconds": 60,
+    "dlq": {"autoRetry": True, "maxRetries": 2, "backoffSeconds": 10, "maxBackoffSeconds": 100},
+}
+
+
+def state(q: str, *, active: int = 0, paused: bool = False, failed: int = 0) -> QueueState:
+    return QueueState(q, paused, 0, active, 0, failed, 0, 1)
+
+
+def ts(seconds_ago: float) -> str:
+    return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def observed(
+    *,
+    spec: dict[str, Any] | None = None,
+    restart: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+    active: int = 0,
+    paused: bool = False,
+    deployments: dict[str, DeploymentView] | None = None,
+    pods: dict[str, int] | None = None,
+    status: dict[str, Any] | None = None,
+    dlq: dict[str, list[DlqEntry]] | None = None,
+    redis_ok: bool = True,
+) -> Observed:
+    parsed = parse_spec(spec or SPEC)
+    st: dict[str, Any] = {"observedGeneration": 1, **(status or {})}
+    if restart is not None:
+        st["restart"] = restart
+    if deployments is None:
+        deployments = {}
+        for q in QUEUES:
+            want = desired_replicas(parsed, q, restart)
+            body = builders.deployment(
+                pool="p", uid="u", spec=parsed, queue=q, replicas=want, grace_margin=30
+            )
+            h = body["metadata"]["annotations"][builders.HASH_ANNOTATION]
+            deployments[q] = DeploymentView(want, want, h)
+    return Observed(
+        name="p",
+        uid="u",
+        generation=1,
+        spec=parsed,
+        now=NOW,
+        status=st,
+        annotations=annotations or {},
+        deployments=deployments,
+        pods=pods if pods is not None else {q: d.replicas for q, d in deployments.items()},
+        queues={q: state(q, active=active, paused=paused) for q in QUEUES} if redis_ok else None,
+        redis_error="" if redis_ok else "ConnectionError: refused",
+        dlq=dlq or {},
+    )
+
+
+def running(phase: str, *, since: float = 1, **extra: Any) -> dict[str, Any]:
+    return {
+        "phase": phase,
+        "requestedValue": "r1",
+        "queues": list(QUEUES),
+        "startedAt": ts(30),
+        "phaseStartedAt": ts(since),
+        "history": [],
+        "result": "",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "queues", "error"),
+    [
+        ("2026-01-01T00:00:00Z", list(QUEUES), False),
+        ("matrix@1", ["matrix"], False),
+        ("growth,matrix@x", ["matrix", "growth"], False),
+        ("nosuch@1", [], True),
+        ("@1", [], True),
+    ],
+)
+def test_parse_target(value: str, queues: list[str], error: bool) -> None:
+    got, err = parse_target(value, QUEUES)
+    assert got == queues
+    assert bool(err) == error
+
+
+# (name, observed, expected phase after, pause, resume, expected event reason or None)
+RESTART_TABLE = [
+    (
+        "new value starts Pausing",
+        observed(annotations={"finex.io/restart": "r1"}),
+        "Pausing",
+        [],
+        [],
+        "RestartStarted",
+    ),
+    (
+        "same value does nothing",
+        observed(annotations={"finex.io/restart": "r1"}, restart=running("Done")),
+        "Done",
+        [],
+        [],
+        None,
+    ),
+    (
+        "baseline on first sight",
+        observed(annotations={"finex.io/restart": "r1"}, status={"observedGeneration": 0}),
+        "Done",
+        [],
+        [],
+        None,
+    ),
+    (
+        "unknown queue is refused",
+        observed(annotations={"finex.io/restart": "bogus@1"}),
+        "Done",
+        [],
+        [],
+        "RestartRefused",
+    ),
+    (
+        "Pausing pauses, then Draining",
+        observed(restart=running("Pausing"), annotations={"finex.io/restart": "r1"}),
+        "Draining",
+        list(QUEUES),
+        [],
+        "RestartDraining",
+    ),
+    (
+        "Draining waits for active jobs",
+        observed(restart=running("Draining"), active=1, paused=True),
+        "Draining",
+        [],
+        [],
+        None,
+    ),
+    (
+        "Draining done when no active job",
+        observed(restart=running("Draining"), paused=True),
+        "Stopping",
+        [],
+        [],
+        "RestartStopping",
+    ),
+    (
+        "Draining timeout aborts by default",
+        observed(restart=running("Draining", since=61), active=1, paused=True),
+        "Resuming",
+        [],
+        [],
+        "DrainTimedOut",
+    ),
+    (
+        "Draining timeout proceeds when asked",
+        observed(
+            spec={**SPEC, "onDrainTimeout": "Proceed"},
+            restart=running("Draining", since=61),
+            active=1,
+            paused=True,
+        ),
+        "Stopping",
+        [],
+        [],
+        "DrainTimedOut",
+    ),
+    (
+        "Stopping waits for Pods",
+        observed(restart=running("Stopping"), pods={"matrix": 1}, paused=True),
+        "Stopping",
+        [],
+        [],
+        None,
+    ),
+    (
+        "Stopping done when Pods gone",
+        observed(restart=running("Stopping"), pods={}, paused=True),
+        "Starting",
+        [],
+        [],
+        "RestartStarting",
+    ),
+    (
+        "Starting waits for Ready",
+        observed(
+            restart=running("Starting"),
+            deployments={q: DeploymentView(1, 0, "") for q in QUEUES},
+            paused=True,
+        ),
+        "Starting",
+        [],
+        [],
+        None,
+    ),
+    (
+        "Starting done when Ready",
+        observed(restart=running("Starting"), paused=True),
+        "Resuming",
+        [],
+        [],
+        "RestartResuming",
+    ),
+    (
+        "Resuming resumes, Done",
+        observed(restart=running("Resuming"), paused=True),
+        "Done",
+        [],
+        list(QUEUES),
+        "RestartSucceeded",
+    ),
+    (
+        "Resuming with spec.paused keeps paused",
+        observed(
+            spec={**SPEC, "paused": True},
+            restart=running("Resuming"),
+            paused=True,
+            status={"pausedBySpec": True},
+        ),
+        "Done",
+        [],
+        [],
+        "RestartSucceeded",
+    ),
+    (
+        "aborted restart still resumes",
+        observed(restart=running("Resuming", result="Aborted"), paused=True),
+        "Done",
+        [],
+        list(QUEUES),
+        "RestartAborted",
+    ),
+    (
+        "Redis down holds Draining",
+        observed(restart=running("Draining"), redis_ok=False),
+        "Draining",
+        [],
+        [],
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("obs", "phase", "pause", "resume", "reason"),
+    [row[1:] for row in RESTART_TABLE],
+    ids=[row[0] for row in RESTART_TABLE],
+)
+def test_restart_phases(
+    obs: Observed, phase: str, pause: list[str], resume: list[str], reason: str | None
+) -> None:
+    out = plan(obs)
+    assert out.status["restart"]["phase"] == phase
+    assert out.pause == pause
+    assert out.resume == resume
+    reasons = [e.reason for e in out.events]
+    if reason:
+        assert reason in reasons
+    else:
+        assert not [r for r in reasons if r.startswith(("Restart", "Drain"))]
+
+
+def test_second_annotation_during_restart_is_queued_not_started() -> None:
+    out = plan(
+        observed(
+            restart=running("Draining"),
+            annotations={"finex.io/restart": "r2"},
+            active=1,
+            paused=True,
+        )
+    )
+    assert out.status["restart"]["requestedValue"] == "r1"
+    assert out.status["restart"]["pending"] == "r2"
+    assert [e.reason for e in out.events] == ["RestartQueued"]
+
+
+def test_stopping_scales_only_target_queues_to_zero() -> None:
+    restart = running("Stopping", queues=["matrix"])
+    obs = observed(restart=restart, deployments={q: DeploymentView(1, 1, "") for q in QUEUES})
+    replicas = {b["metadata"]["name"]: b["spec"]["replicas"] for b in plan(obs).apply}
+    assert replicas == {"p-matrix": 0, "p-growth": 1, "p-probability": 1}
+
+
+def test_steady_state_changes_nothing() -> None:
+    obs = observed()
+    first = plan(obs)
+    assert first.apply == []
+    assert first.pause == first.resume == []
+    again = plan(Observed(**{**obs.__dict__, "status": first.status}))
+    assert again.status == first.status
+    assert again.events == []
+
+
+@pytest.mark.parametrize(
+    ("spec_paused", "paused_by_spec", "queues_paused", "pause", "resume"),
+    [
+        (True, False, False, list(QUEUES), []),
+        (True, True, True, [], []),
+        (False, True, True, [], list(QUEUES)),
+        (False, False, True, [], []),  # paused by someone else (the CLI): left alone
+    ],
+)
+def test_declarative_pause(spec_paused, paused_by_spec, queues_paused, pause, resume) -> None:
+    out = plan(
+        observed(
+            spec={**SPEC, "paused": spec_paused},
+            status={"pausedBySpec": paused_by_spec},
+            paused=queues_paused,
+        )
+    )
+    assert out.pause == pause
+    assert out.resume == resume
+    assert out.status["pausedBySpec"] is spec_paused
+
+
+def entry(job: str, retries: int, age: float) -> DlqEntry:
+    return DlqEntry(job, retries, NOW - timedelta(seconds=age))
+
+
+@pytest.mark.parametrize(
+    ("entries", "retried", "parked"),
+    [
+        ([entry("a", 0, 11)], ["a"], 0),  # backoff 10s passed
+        ([entry("a", 0, 5)], None, 0),  # still backing off
+        ([entry("a", 1, 15)], None, 0),  # second retry waits 20s
+        ([entry("a", 1, 25)], ["a"], 0),
+        ([entry("a", 2, 9999)], None, 1),  # maxRetries reached: parked
+        ([DlqEntry("a", 0, None)], ["a"], 0),  # no failure time: due
+    ],
+)
+def test_dlq_auto_retry_with_backoff_and_parking(entries, retried, parked) -> None:
+    out = plan(observed(dlq={"growth": entries}))
+    assert out.retry_dlq.get("growth") == retried
+    growth = next(q for q in out.status["queues"] if q["name"] == "growth")
+    assert growth["parked"] == parked
+
+
+def test_retry_dlq_annotation_forces_a_retry_once() -> None:
+    obs = observed(annotations={"finex.io/retry-dlq": "now"}, dlq={"growth": [entry("a", 5, 1)]})
+    out = plan(obs)
+    assert out.retry_dlq == {q: None for q in QUEUES}
+    assert out.status["dlq"]["retryRequest"] == "now"
+    again = plan(Observed(**{**obs.__dict__, "status": out.status}))
+    assert again.retry_dlq == {}
+
+
+def test_ready_condition_and_transition_time_kept_when_status_unchanged() -> None:
+    obs = observed(deployments={q: DeploymentView(1, 0, "") for q in QUEUES})
+    first = plan(obs).status
+    ready = next(c for c in first["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False"
+    assert ready["observedGeneration"] == 1
+    later = Observed(**{**obs.__dict__, "status": first, "now": NOW + timedelta(seconds=5)})
+    again = next(c for c in plan(later).status["conditions"] if c["type"] == "Ready")
+    assert again["lastTransitionTime"] == ready["lastTransitionTime"]
+
+
+def test_degraded_when_redis_is_unreachable() -> None:
+    out = plan(observed(redis_ok=False))
+    degraded = next(c for c in out.status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RedisUnavailable")
+
+
+def _schema_keys(schema: dict[str, Any], value: Any, path: str) -> list[str]:
+    """Paths in value that the CRD's status schema would prune."""
+    missing = []
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for key, sub in value.items():
+            if key not in props:
+                missing.append(f"{path}.{key}")
+            else:
+                missing += _schema_keys(props[key], sub, f"{path}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            missing += _schema_keys(schema.get("items", {}), item, f"{path}[]")
+    return missing
+
+
+def test_every_status_field_the_planner_writes_is_in_the_crd_schema() -> None:
+    crd = yaml.safe_load((Path(__file__).parents[2] / "crds" / "finexworkerpools.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    statuses = [
+        plan(observed(restart=running("Resuming"), paused=True)).status,
+        plan(
+            observed(annotations={"finex.io/retry-dlq": "x"}, dlq={"growth": [entry("a", 0, 99)]})
+        ).status,
+        plan(observed(annotations={"finex.io/restart": "r9"}, restart=running("Done"))).status,
+    ]
+    for status in statuses:
+        assert _schema_keys(schema, status, "status") == []
+
+
+def test_deployment_is_restricted_and_takes_credentials_from_secrets() -> None:
+    spec = parse_spec(SPEC)
+    body = builders.deployment(
+        pool="p", uid="u", spec=spec, queue="growth", replicas=1, grace_margin=30
+    )
+    pod = body["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["finex", "workers", "start", "--worker", "growth"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GROWTH_WORKER_CONCURRENCY"]["value"] == "10"
+    assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "s", "key": "redis-url"}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "s", "key": "database-url"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["terminationGracePeriodSeconds"] == 630
+    sc = container["securityContext"]
+    assert sc["runAsNonRoot"]
+    assert sc["readOnlyRootFilesystem"]
+    assert not sc["allowPrivilegeEscalation"]
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert body["metadata"]["ownerReferences"][0]["controller"] is True
