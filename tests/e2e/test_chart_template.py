@@ -1,0 +1,304 @@
+"""The finex-workers chart as rendered by `helm lint` and `helm template` (no cluster needed).
+
+Each test parses the rendered YAML and checks objects, not text. The installed behaviour (Pod
+Security admission, RBAC as the apiserver sees it, upgrade and uninstall, a real reconcile) is
+in test_chart_install.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import cluster as k8s
+from tests.support.chart import CHART, CRD_NAME, REPO, find, one, pod_specs, render, render_error
+
+ALL_ON = {
+    "serviceMonitor": {"enabled": True},
+    "prometheusRule": {"enabled": True},
+    "samplePool": {"enabled": True},
+}
+FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate", "delete", "deletecollection"}
+
+
+def test_helm_lint_strict() -> None:
+    tools = k8s.find_tools()
+    version = k8s.pinned_versions()["KUBERNETES_VERSION"]
+    for extra in (
+        [],
+        ["--set", "operator.watchNamespaces={a,b}", "--set", "samplePool.enabled=true"],
+    ):
+        proc = subprocess.run(
+            [
+                str(tools.path("helm")),
+                "lint",
+                "--strict",
+                "--kube-version",
+                version,
+                str(CHART),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_default_render_has_the_expected_objects() -> None:
+    kinds = sorted(o["kind"] for o in render())
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Deployment",
+        "NetworkPolicy",
+        "Service",
+        "ServiceAccount",
+        "ServiceAccount",
+    ]
+
+
+def test_switches_add_and_remove_objects() -> None:
+    on = render(ALL_ON)
+    assert len(find(on, "ServiceMonitor")) == 1
+    assert len(find(on, "PrometheusRule")) == 1
+    assert len(find(on, "FinexWorkerPool")) == 1
+    off = render(
+        {
+            "crds": {"enabled": False},
+            "exporter": {"enabled": False},
+            "networkPolicy": {"enabled": False},
+        }
+    )
+    assert sorted(o["kind"] for o in off) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "ServiceAccount",
+    ]
+
+
+def test_crd_is_the_source_with_a_keep_policy() -> None:
+    source = yaml.safe_load((REPO / "crds" / "finexworkerpools.yaml").read_text())
+    crd = one(render(), "CustomResourceDefinition", CRD_NAME)
+    assert crd["spec"] == source["spec"]
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    unkept = one(render({"crds": {"keep": False}}), "CustomResourceDefinition", CRD_NAME)
+    assert "annotations" not in unkept["metadata"]
+
+
+def test_prometheus_rule_is_the_source() -> None:
+    source = yaml.safe_load((REPO / "ops" / "prometheus-rules.yml").read_text())
+    rule = one(render(ALL_ON), "PrometheusRule")
+    assert rule["spec"] == source
+    # Prometheus' own templates are passed through untouched, not run by Helm.
+    assert "{{ $labels.queue }}" in yaml.safe_dump(rule["spec"], width=1000)
+
+
+def test_runbook_base_url_prefixes_every_runbook_link() -> None:
+    values = {"prometheusRule": {"enabled": True, "runbookBaseUrl": "https://git.example/f/"}}
+    rules = [r for g in one(render(values), "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    urls = [r["annotations"]["runbook_url"] for r in rules if "runbook_url" in r["annotations"]]
+    assert urls
+    assert all(u.startswith("https://git.example/f/docs/runbook.md#") for u in urls)
+
+
+def test_service_monitor_scrapes_the_exporter_as_job_finex_exporter() -> None:
+    objects = render(ALL_ON, release="prod")
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+    assert {"action": "replace", "targetLabel": "job", "replacement": "finex-exporter"} in endpoint[
+        "relabelings"
+    ]
+    # ...the job name the rules expect.
+    assert 'job="finex-exporter"' in (REPO / "ops" / "prometheus-rules.yml").read_text()
+
+
+def test_service_monitor_without_exporter_is_refused() -> None:
+    error = render_error({"serviceMonitor": {"enabled": True}, "exporter": {"enabled": False}})
+    assert "serviceMonitor.enabled needs exporter.enabled" in error
+
+
+def test_operator_deployment_runs_one_kopf_with_recreate() -> None:
+    dep = one(render(), "Deployment", "r-finex-workers-operator")
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["kopf"]
+    assert container["args"][:3] == ["run", "--module=finex_operator.handlers", "--standalone"]
+    assert "--all-namespaces" in container["args"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "r-finex-workers-operator"
+
+
+def test_exporter_runs_finex_exporter_with_redis_from_a_secret() -> None:
+    values = {
+        "exporter": {"redisUrlSecretRef": {"name": "queues", "key": "redis"}, "queue": "growth"}
+    }
+    dep = one(render(values), "Deployment", "r-finex-workers-exporter")
+    spec = dep["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert "command" not in container  # the image's ENTRYPOINT, finex, stays PID 1
+    assert container["args"][0] == "exporter"
+    assert "--worker=growth" in container["args"]
+    assert container["env"][1] == {
+        "name": "REDIS_URL",
+        "valueFrom": {"secretKeyRef": {"name": "queues", "key": "redis"}},
+    }
+    assert spec["automountServiceAccountToken"] is False
+
+
+def test_every_pod_is_hardened() -> None:
+    specs = pod_specs(render(ALL_ON))
+    assert len(specs) == 2
+    for where, spec in specs.items():
+        assert spec["securityContext"]["runAsNonRoot"] is True, where
+        assert spec["securityContext"]["runAsUser"] > 0, where
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["capabilities"] == {"drop": ["ALL"]}, where
+            assert "memory" in c["resources"]["limits"], where
+
+
+def _rules(objects: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (o["kind"], o["metadata"].get("namespace", ""), rule)
+        for o in objects
+        if o["kind"] in {"ClusterRole", "Role"}
+        for rule in o["rules"]
+    ]
+
+
+@pytest.mark.parametrize("watch", [[], ["team-a", "team-b"]])
+def test_rbac_has_no_wildcards_and_no_dangerous_verbs(watch: list[str]) -> None:
+    for kind, ns, rule in _rules(render({"operator": {"watchNamespaces": watch}})):
+        where = f"{kind} {ns} {rule}"
+        assert "*" not in rule["apiGroups"], where
+        assert "*" not in rule["resources"], where
+        assert not FORBIDDEN_VERBS & set(rule["verbs"]), where
+        assert not {"pods/exec", "pods/attach", "pods/portforward"} & set(rule["resources"]), where
+        assert "resourceNames" not in rule, where
+
+
+def test_cluster_wide_watch_uses_one_cluster_role() -> None:
+    objects = render()
+    assert find(objects, "Role") == []
+    role = one(objects, "ClusterRole")
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    assert {"customresourcedefinitions", "finexworkerpools", "deployments", "secrets"} <= resources
+    binding = one(objects, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "r-finex-workers-operator", "namespace": "finex"}
+    ]
+
+
+def test_namespaced_watch_uses_a_role_per_namespace() -> None:
+    objects = render({"operator": {"watchNamespaces": ["team-a", "team-b"]}})
+    roles = find(objects, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    bindings = find(objects, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    for b in bindings:
+        assert b["subjects"][0]["namespace"] == "finex"
+    # Only kopf's CRD scan stays cluster-wide.
+    cluster_role = one(objects, "ClusterRole")
+    assert [r["resources"] for r in cluster_role["rules"]] == [["customresourcedefinitions"]]
+    args = one(objects, "Deployment", "r-finex-workers-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert "--namespace=team-a" in args
+    assert "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+
+
+def test_network_policy_limits_worker_egress_in_every_pool_namespace() -> None:
+    redis_peer = {"podSelector": {"matchLabels": {"app": "redis"}}}
+    objects = render(
+        {
+            "operator": {"watchNamespaces": ["team-a"]},
+            "networkPolicy": {"redis": {"port": 6380, "to": [redis_peer]}},
+        }
+    )
+    policies = find(objects, "NetworkPolicy")
+    assert sorted(p["metadata"]["namespace"] for p in policies) == ["finex", "team-a"]
+    for policy in policies:
+        spec = policy["spec"]
+        # The operator labels every worker pod with finex.io/pool (operator builders).
+        assert spec["podSelector"] == {
+            "matchExpressions": [{"key": "finex.io/pool", "operator": "Exists"}]
+        }
+        assert spec["policyTypes"] == ["Egress"]
+        ports = [(p["port"], p["protocol"]) for rule in spec["egress"] for p in rule["ports"]]
+        assert ports == [(6380, "TCP"), (5432, "TCP"), (53, "UDP"), (53, "TCP")]
+        assert spec["egress"][0]["to"] == [redis_peer]
+
+
+def test_network_policy_selects_the_pods_the_operator_builds() -> None:
+    from finex_operator import builders
+
+    assert builders.POOL_LABEL == "finex.io/pool"
+
+
+def test_sample_pool_defaults_its_image_to_the_chart_image() -> None:
+    pool = one(
+        render({"samplePool": {"enabled": True}, "image": {"tag": "1.2.3"}}), "FinexWorkerPool"
+    )
+    assert pool["spec"]["image"] == "finex-workers:1.2.3"
+    assert pool["metadata"]["name"] == "finex"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"exporter": {"port": 0}}, "at '/exporter/port': minimum: got 0, want 1"),
+        ({"operator": {"logLevel": "loud"}}, "at '/operator/logLevel': value must be one of"),
+        ({"operator": {"watchNamespaces": ["Team_A"]}}, "'Team_A' does not match pattern"),
+        ({"operator": {"watchNamespaces": ["a", "a"]}}, "items at 0 and 1 are equal"),
+        ({"opertor": {}}, "additional properties 'opertor' not allowed"),
+        ({"crds": {"enabled": "yes"}}, "at '/crds/enabled': got string, want boolean"),
+        ({"exporter": {"redisUrlSecretRef": {"name": ""}}}, "at '/exporter/redisUrlSecretRef"),
+        ({"serviceMonitor": {"interval": "soon"}}, "'soon' does not match pattern"),
+        ({"podSecurityContext": {"runAsNonRoot": False}}, "runAsNonRoot': value must be true"),
+        (
+            {"securityContext": {"allowPrivilegeEscalation": True, "readOnlyRootFilesystem": True}},
+            "allowPrivilegeEscalation': value must be false",
+        ),
+        ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy': value must be one of"),
+    ],
+)
+def test_schema_refuses_bad_values_with_a_clear_message(
+    values: dict[str, Any], message: str
+) -> None:
+    error = render_error(values)
+    assert "values don't meet the specifications of the schema" in error
+    assert message in error
+
+
+def test_the_documented_values_file_is_the_default() -> None:
+    # values.yaml renders as is (no value is required that the file leaves out).
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert render(defaults) == render()
+
+
+def test_chart_works_for_any_release_name() -> None:
+    objects = render(release="finex-workers", namespace="ops")
+    names = {o["metadata"]["name"] for o in objects}
+    assert "finex-workers-operator" in names
+    assert all(len(n) <= 63 for n in names if not n.endswith(".finex.io"))
+    path = Path(CHART / "Chart.yaml")
+    assert yaml.safe_load(path.read_text())["name"] == "finex-workers"
