@@ -69,12 +69,12 @@ def sync(repo: Path = REPO) -> list[str]:
     return changed
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, repo: Path = REPO) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="report drift, change nothing")
     args = parser.parse_args(argv)
     if args.check:
-        problems = drift()
+        problems = drift(repo)
         for line in problems:
             print(line, file=sys.stderr)
         if problems:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("chart copies are in sync")
         return 0
-    for line in sync() or ["chart copies already in sync"]:
+    for line in sync(repo) or ["chart copies already in sync"]:
         print(line)
     return 0
 
