@@ -1,0 +1,424 @@
+"""Benchmarks: our worker and batching against baselines measured in the same run.
+
+    .venv/bin/python bench/run.py [--noop-jobs 2000] [--rq-noop-jobs 300] [--fast-unsafe] ...
+
+Starts its own Redis and PostgreSQL on loopback (``finex_workers.localservices``), then:
+
+1. no-op jobs/s: one (and two) of our FinexWorker processes (``finex workers start --burst``)
+   against one (and two) plain forking ``rq worker --burst`` processes, each on its own Redis db;
+2. Redis commands (``INFO commandstats``) and round trips (bench/rtt.py) per job for the same
+   drains;
+3. matrix pairs/s from enqueue to rows in PostgreSQL: our batched matrix jobs, against one naive
+   job per pair (bench/naive_jobs.py), against a plain binary COPY of the same rows.
+
+Every figure is wall-clock time on this machine, printed with its ratio to the baseline run
+seconds earlier, so the ratios hold even though the absolute numbers move between machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+from rq import Queue
+from rq.job import Job
+from rq.registry import FinishedJobRegistry
+
+from finex_workers import domain, enqueue, localservices, migrate
+from finex_workers.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RTT = ROOT / "bench" / "rtt.py"
+NOOP = "finex_workers.jobs.noop_job"
+NAIVE = "bench.naive_jobs.naive_pair_job"
+#: A drain that takes longer than this has hung (a crashed worker restarting, say): give up.
+DRAIN_TIMEOUT = 600
+COPY_TYPES = ["int8", "int8", "float8", "float8", "float8", "float8", "float8", "timestamptz"]
+COLUMNS = (
+    "asset_id, scenario_id, shock, vol_scale, probability, impact, weighted_impact, computed_at"
+)
+
+
+def say(message: str) -> None:
+    """Progress goes to stderr, so stdout holds only the results."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Drain:
+    """One timed drain of a queue by worker processes started for it."""
+
+    label: str
+    jobs: int
+    launched: float  # perf_counter when the first worker process was started
+    wall: float  # worker start to the last worker process exit, seconds
+    busy: float  # first job started_at to last job ended_at, seconds
+    commands: int  # Redis commands executed during the drain (INFO commandstats)
+    round_trips: int  # sends on Redis connections by the worker processes (bench/rtt.py)
+    by_command: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.jobs / self.wall
+
+    @property
+    def busy_rate(self) -> float:
+        return self.jobs / self.busy
+
+
+@dataclass
+class Bench:
+    """The services and scratch space of one run."""
+
+    workdir: Path
+    redis_url: str  # without a db number
+    pg_url: str  # the maintenance database
+    database_url: str = ""
+
+    def redis(self, db: int) -> redis.Redis:
+        return redis.Redis.from_url(f"{self.redis_url}/{db}")
+
+    def env(self, db: int, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "REDIS_URL": f"{self.redis_url}/{db}",
+            "DATABASE_URL": self.database_url,
+            **extra,
+        }
+
+    def finex_argv(self, label: str, queue: str) -> list[str]:
+        rtt = self.workdir / f"{label}.rtt"
+        return [
+            sys.executable,
+            str(RTT),
+            str(rtt),
+            "finex",
+            "workers",
+            "start",
+            "--burst",
+            "--worker",
+            queue,
+        ]
+
+    def rq_argv(self, label: str, db: int, queue: str) -> list[str]:
+        rtt = self.workdir / f"{label}.rtt"
+        url = f"{self.redis_url}/{db}"
+        return [sys.executable, str(RTT), str(rtt), "rq", "worker", "--burst", "--url", url, queue]
+
+    def drain(
+        self,
+        label: str,
+        argvs: Sequence[list[str]],
+        env: dict[str, str],
+        db: int,
+        queue: str,
+        job_ids: Sequence[str],
+    ) -> Drain:
+        """Start the worker processes, wait for all to exit (burst), and collect the figures."""
+        conn = self.redis(db)
+        rtt_file = self.workdir / f"{label}.rtt"
+        rtt_file.unlink(missing_ok=True)
+        log_path = self.workdir / f"{label}.log"
+        conn.config_resetstat()
+        with log_path.open("wb") as log:
+            launched = time.perf_counter()
+            procs = [
+                subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                for argv in argvs
+            ]
+            try:
+                codes = [p.wait(timeout=DRAIN_TIMEOUT) for p in procs]
+            finally:
+                for p in procs:
+                    if p.poll() is None:
+                        p.kill()
+                        p.wait()
+            wall = time.perf_counter() - launched
+        stats = conn.info("commandstats")
+        if any(codes):
+            raise RuntimeError(f"{label}: worker exit codes {codes}; see {log_path}")
+        finished = FinishedJobRegistry(queue, connection=conn).count
+        if finished != len(job_ids):
+            raise RuntimeError(f"{label}: {finished} of {len(job_ids)} jobs finished; {log_path}")
+        jobs = [j for j in Job.fetch_many(list(job_ids), connection=conn) if j is not None]
+        starts = [j.started_at for j in jobs if j.started_at]
+        ends = [j.ended_at for j in jobs if j.ended_at]
+        busy = (max(ends) - min(starts)).total_seconds()
+        by_command = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+        round_trips = sum(int(line.split()[1]) for line in rtt_file.read_text().splitlines())
+        conn.close()
+        return Drain(
+            label,
+            len(job_ids),
+            launched,
+            wall,
+            busy,
+            sum(by_command.values()),
+            round_trips,
+            by_command,
+        )
+
+
+# --- 1 and 2: no-op jobs ------------------------------------------------------------------------
+
+
+def enqueue_noops(conn: redis.Redis, queue: str, count: int) -> list[str]:
+    """count no-op jobs in one pipeline (not timed)."""
+    conn.flushdb()
+    data = [Queue.prepare_data(NOOP, job_id=f"noop-{i}") for i in range(count)]
+    return [job.id for job in Queue(queue, connection=conn).enqueue_many(data)]
+
+
+def bench_noop(b: Bench, ours_jobs: int, rq_jobs: int, procs: int) -> tuple[Drain, Drain]:
+    """Drain no-op jobs with `procs` of our worker processes, then with `procs` rq workers."""
+    say(f"no-op: {ours_jobs} jobs, {procs} FinexWorker process(es)")
+    ids = enqueue_noops(b.redis(0), "growth", ours_jobs)
+    label = f"ours-noop-{procs}"
+    env = b.env(0, GROWTH_WORKER_CONCURRENCY=str(procs))
+    ours = b.drain(label, [b.finex_argv(label, "growth")], env, 0, "growth", ids)
+    say(f"no-op: {rq_jobs} jobs, {procs} plain `rq worker` process(es)")
+    ids = enqueue_noops(b.redis(1), "growth", rq_jobs)
+    label = f"rq-noop-{procs}"
+    argvs = [b.rq_argv(label, 1, "growth") for _ in range(procs)]
+    theirs = b.drain(label, argvs, b.env(1), 1, "growth", ids)
+    return ours, theirs
+
+
+# --- 3: matrix ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Matrix:
+    ours_pairs: int
+    ours_seconds: float
+    ours_busy: float
+    naive_pairs: int
+    naive_seconds: float
+    naive_busy: float
+    copy_pairs: int
+    copy_seconds: float
+
+
+def count_rows(db: psycopg.Connection[Any]) -> int:
+    row = db.execute("SELECT count(*) FROM impact_scores").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def bench_matrix(b: Bench, assets: int, scenarios: int, naive_assets: int, procs: int) -> Matrix:
+    """Ours (batched jobs) vs one job per pair vs a binary COPY of the same rows."""
+    with psycopg.connect(b.pg_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS finex_bench")
+        admin.execute("CREATE DATABASE finex_bench")
+    b.database_url = b.pg_url.rsplit("/", 1)[0] + "/finex_bench"
+    migrate.migrate(b.database_url)
+    env = b.env(2, MATRIX_WORKER_CONCURRENCY=str(procs))
+    settings = Settings.from_env(env)
+    rconn = b.redis(2)
+    with psycopg.connect(b.database_url, autocommit=True) as db:
+        say(f"matrix: seeding {assets} assets x {scenarios} scenarios")
+        domain.seed(db, assets=assets, scenarios=scenarios, days=30)
+        chunks = domain.asset_ids(db, chunk=settings.matrix_chunk)
+        scenario_ids = domain.scenario_ids(db)
+        pairs = sum(map(len, chunks)) * len(scenario_ids)
+        db.execute("CHECKPOINT")
+
+        say(f"matrix ours: {len(chunks)} jobs of <= {settings.matrix_chunk} assets, {procs} procs")
+        rconn.flushdb()
+        started = time.perf_counter()
+        ids = [enqueue.matrix_rows(rconn, settings, chunk).job_id for chunk in chunks]
+        argv = b.finex_argv("ours-matrix", "matrix")
+        ours = b.drain("ours-matrix", [argv], env, 2, "matrix", ids)
+        ours_seconds = time.perf_counter() - started
+        if count_rows(db) != pairs:
+            raise RuntimeError(f"ours: {count_rows(db)} rows, expected {pairs}")
+        rows = db.execute(f"SELECT {COLUMNS} FROM impact_scores ORDER BY 1, 2").fetchall()
+
+        subset = [a for chunk in chunks for a in chunk][:naive_assets]
+        naive_pairs = len(subset) * len(scenario_ids)
+        say(f"matrix naive: {naive_pairs} one-pair jobs, {procs} procs")
+        db.execute("TRUNCATE impact_scores")
+        db.execute("CHECKPOINT")
+        rconn.flushdb()
+        started = time.perf_counter()
+        data = [
+            Queue.prepare_data(
+                NAIVE, kwargs={"asset_id": a, "scenario_id": s}, job_id=f"naive-{a}-{s}"
+            )
+            for a in subset
+            for s in scenario_ids
+        ]
+        ids = [job.id for job in Queue("matrix", connection=rconn).enqueue_many(data)]
+        argv = b.finex_argv("naive-matrix", "matrix")
+        naive = b.drain("naive-matrix", [argv], env, 2, "matrix", ids)
+        naive_seconds = time.perf_counter() - started
+        if count_rows(db) != naive_pairs:
+            raise RuntimeError(f"naive: {count_rows(db)} rows, expected {naive_pairs}")
+
+        say(f"matrix COPY: {len(rows)} rows")
+        db.execute("TRUNCATE impact_scores")
+        db.execute("CHECKPOINT")
+        started = time.perf_counter()
+        with db.transaction(), db.cursor() as cur:
+            copy_sql = f"COPY impact_scores ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
+            with cur.copy(copy_sql) as copy:
+                copy.set_types(COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+        copy_seconds = time.perf_counter() - started
+        if count_rows(db) != pairs:
+            raise RuntimeError(f"COPY: {count_rows(db)} rows, expected {pairs}")
+    rconn.close()
+    return Matrix(
+        pairs,
+        ours_seconds,
+        ours.busy,
+        naive_pairs,
+        naive_seconds,
+        naive.busy,
+        len(rows),
+        copy_seconds,
+    )
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.1f}x" if a / b >= 1 else f"{a / b:.2f}x"
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def noop_rows(ours: Drain, theirs: Drain, procs: int) -> list[list[str]]:
+    p = f"{procs} proc" + ("s" if procs > 1 else "")
+    return [
+        [
+            f"no-op jobs/s, {p}, wall (start-up included)",
+            f"{ours.rate:,.0f} ({ours.jobs} jobs)",
+            f"{theirs.rate:,.1f} ({theirs.jobs} jobs)",
+            ratio(ours.rate, theirs.rate),
+            ">= 10x" if procs == 1 else "",
+        ],
+        [
+            f"no-op jobs/s, {p}, first start to last end",
+            f"{ours.busy_rate:,.0f}",
+            f"{theirs.busy_rate:,.1f}",
+            ratio(ours.busy_rate, theirs.busy_rate),
+            "",
+        ],
+        [
+            f"Redis commands per job, {p}",
+            f"{ours.commands / ours.jobs:.1f}",
+            f"{theirs.commands / theirs.jobs:.1f}",
+            ratio(ours.commands / ours.jobs, theirs.commands / theirs.jobs),
+            "",
+        ],
+        [
+            f"Redis round trips per job, {p}",
+            f"{ours.round_trips / ours.jobs:.1f}",
+            f"{theirs.round_trips / theirs.jobs:.1f}",
+            ratio(ours.round_trips / ours.jobs, theirs.round_trips / theirs.jobs),
+            "",
+        ],
+    ]
+
+
+def top_commands(drain: Drain, limit: int = 12) -> str:
+    ranked = sorted(drain.by_command.items(), key=lambda kv: -kv[1])[:limit]
+    parts = [f"{name} {calls / drain.jobs:.2f}" for name, calls in ranked]
+    return f"  {drain.label} ({drain.jobs} jobs): " + ", ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--noop-jobs", type=int, default=2000, help="no-op jobs for our worker")
+    parser.add_argument("--rq-noop-jobs", type=int, default=300, help="no-op jobs for rq worker")
+    parser.add_argument("--procs", type=int, nargs="+", default=[1, 2], help="processes per side")
+    parser.add_argument("--assets", type=int, default=2000)
+    parser.add_argument("--scenarios", type=int, default=20)
+    parser.add_argument("--naive-assets", type=int, default=100, help="assets for the naive run")
+    parser.add_argument("--matrix-procs", type=int, default=2, help="worker processes (matrix)")
+    parser.add_argument(
+        "--fast-unsafe",
+        action="store_true",
+        help="run PostgreSQL with fsync=off, synchronous_commit=off, full_page_writes=off",
+    )
+    args = parser.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="finex-bench-"))
+    workdir.chmod(0o755)  # postgres runs as its own user when we are root
+    services: list[localservices.LocalService] = []
+    try:
+        say(f"starting Redis and PostgreSQL under {workdir}")
+        services.append(localservices.start_redis(workdir / "redis"))
+        services.append(localservices.start_postgres(workdir / "pg", fast_unsafe=args.fast_unsafe))
+        b = Bench(workdir, services[0].url.rsplit("/", 1)[0], services[1].url)
+        noops = [(p, *bench_noop(b, args.noop_jobs, args.rq_noop_jobs, p)) for p in args.procs]
+        matrix = bench_matrix(b, args.assets, args.scenarios, args.naive_assets, args.matrix_procs)
+    finally:
+        localservices.stop_all(services)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    load = os.getloadavg()[0]
+    durability = "fsync off (--fast-unsafe)" if args.fast_unsafe else "fsync on (defaults)"
+    print(f"machine: {os.cpu_count()} CPUs, load average {load:.2f}; PostgreSQL {durability}")
+    rows = [["figure", "ours", "baseline", "ratio", "goal"]]
+    for procs, ours, theirs in noops:
+        rows += noop_rows(ours, theirs, procs)
+    m = matrix
+    ours_rate = m.ours_pairs / m.ours_seconds
+    naive_rate = m.naive_pairs / m.naive_seconds
+    copy_rate = m.copy_pairs / m.copy_seconds
+    mp = f"{args.matrix_procs} procs"
+    rows += [
+        [
+            f"matrix pairs/s, enqueue to rows, {mp} vs naive",
+            f"{ours_rate:,.0f} ({m.ours_pairs} pairs)",
+            f"{naive_rate:,.0f} ({m.naive_pairs} 1-pair jobs)",
+            ratio(ours_rate, naive_rate),
+            ">= 50x",
+        ],
+        [
+            "matrix pairs/s, first job start to last end",
+            f"{m.ours_pairs / m.ours_busy:,.0f}",
+            f"{m.naive_pairs / m.naive_busy:,.0f}",
+            ratio(m.ours_pairs / m.ours_busy, m.naive_pairs / m.naive_busy),
+            "",
+        ],
+        [
+            f"matrix pairs/s, enqueue to rows, {mp} vs COPY",
+            f"{ours_rate:,.0f}",
+            f"{copy_rate:,.0f} (binary COPY, 1 conn)",
+            ratio(ours_rate, copy_rate),
+            ">= 0.3x",
+        ],
+    ]
+    print("baseline: plain forking `rq worker` for no-op figures; as labelled for matrix\n")
+    print(table(rows))
+    print("\ntop Redis commands per job (INFO commandstats, whole drain incl. start-up):")
+    for _, ours, theirs in noops:
+        print(top_commands(ours))
+        print(top_commands(theirs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
