@@ -308,9 +308,11 @@ def test_pool_creates_ready_deployments_and_concurrency_changes_reach_them_fast(
     assert latency < 2.0
     wait_for(
         "the pool to report 3 ready growth Pods",
-        lambda: (b := get_pool(k8s_api, k8s_namespace))
-        and condition(b, "Ready") == "True"
-        and b["status"]["queues"][1]["readyReplicas"] == 3,
+        lambda: (
+            (b := get_pool(k8s_api, k8s_namespace))
+            and condition(b, "Ready") == "True"
+            and b["status"]["queues"][1]["readyReplicas"] == 3
+        ),
     )
     # Nothing was paused, nothing restarted: the operator did not touch the queues.
     assert not any(control.is_paused(redis_conn, q) for q in QUEUES)
