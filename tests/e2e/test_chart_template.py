@@ -215,9 +215,12 @@ def test_namespaced_watch_uses_a_role_per_namespace() -> None:
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     for b in bindings:
         assert b["subjects"][0]["namespace"] == "finex"
-    # Only kopf's CRD scan stays cluster-wide.
+    # Only kopf's scans stay cluster-wide: CRDs, and Namespaces to match the list.
     cluster_role = one(objects, "ClusterRole")
-    assert [r["resources"] for r in cluster_role["rules"]] == [["customresourcedefinitions"]]
+    assert [(r["resources"], r["verbs"]) for r in cluster_role["rules"]] == [
+        (["customresourcedefinitions"], ["list", "watch"]),
+        (["namespaces"], ["list", "watch"]),
+    ]
     args = one(objects, "Deployment", "r-finex-workers-operator")["spec"]["template"]["spec"][
         "containers"
     ][0]["args"]
