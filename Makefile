@@ -11,7 +11,7 @@ K8S_CACHE ?= $(HOME)/.cache/finex/k8s
 export K8S_CACHE
 
 .PHONY: help bootstrap k8s-tools dev test test-unit test-integration test-e2e lint fmt bench \
-        cluster-up cluster-down kind-up kind-down clean
+        cluster-up cluster-down kind-up kind-down clean chart-sync chart-lint
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,15 @@ fmt: bootstrap ## Apply ruff's formatting and fixes
 
 bench: bootstrap ## Benchmarks: ratios against baselines measured in the same run
 	$(PY) bench/run.py
+
+chart-sync: ## Copy crds/ and ops/prometheus-rules.yml into the chart (their single sources)
+	$(PY) hack/sync-chart.py
+
+chart-lint: bootstrap k8s-tools ## helm lint the chart, check its copies, hadolint the Dockerfile
+	$(PY) hack/sync-chart.py --check
+	$(K8S_CACHE)/$$(grep ^KUBERNETES_VERSION= hack/k8s-versions.env | cut -d= -f2)/bin/helm lint --strict \
+	    --kube-version $$(grep ^KUBERNETES_VERSION= hack/k8s-versions.env | cut -d= -f2) charts/finex-workers
+	$(VENV)/bin/hadolint Dockerfile
 
 cluster-up: bootstrap k8s-tools ## Start a local control plane (etcd, apiserver, kwok nodes) on loopback
 	$(PY) -m tests.support.cluster up
