@@ -51,6 +51,13 @@ class Prometheus:
         assert body["status"] == "success", body
         return body["data"]
 
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
     def alerts(self) -> list[dict]:
         return self.api("alerts")["alerts"]
 
@@ -107,6 +114,8 @@ def running_prometheus(exporter_url: str) -> Iterator[Prometheus]:
             what="prometheus to listen",
         )
         assert proc.poll() is None, log.read_text()
+        # The port opens before the TSDB is loaded; the API answers 503 until /-/ready does.
+        wait_for(server.ready, timeout=30, what="prometheus to be ready")
         yield server
     finally:
         proc.terminate()
