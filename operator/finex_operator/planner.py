@@ -35,6 +35,9 @@ PAUSING, DRAINING, STOPPING, STARTING, RESUMING, DONE = (
 )
 PHASES = (PAUSING, DRAINING, STOPPING, STARTING, RESUMING, DONE)
 HISTORY_LIMIT = 12
+#: Draining lasts at least this long, so a job a worker popped just before the pause has
+#: registered as started before "no active jobs" is believed.
+DRAIN_SETTLE_SECONDS = 1.0
 PAUSED_BY = "finex-operator"
 
 
@@ -232,10 +235,10 @@ def _step_draining(obs: Observed, plan: Plan, restart: dict[str, Any], targets: 
     started = _parse_ts(restart.get("phaseStartedAt")) or obs.now
     waited = (obs.now - started).total_seconds()
     timeout = obs.spec.drain_timeout_seconds
-    if active == 0:
+    if active == 0 and waited >= DRAIN_SETTLE_SECONDS:
         _enter(restart, STOPPING, obs.now, f"drained in {waited:.0f}s; scaling to 0")
         plan.events.append(Event("Normal", "RestartStopping", restart["message"]))
-    elif waited < timeout:
+    elif active == 0 or waited < timeout:
         restart["message"] = f"draining: {active} active job(s) after {waited:.0f}s"
     elif obs.spec.on_drain_timeout == "Proceed":
         message = (

@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from finex_operator import cluster
-from finex_operator.planner import PAUSED_BY, DlqEntry, Event, Observed, Plan, plan
+from finex_operator.planner import PAUSED_BY, PHASES, DlqEntry, Event, Observed, Plan, plan
 from finex_operator.settings import OperatorSettings
 from finex_operator.spec import PoolSpec, parse_spec
 from finex_workers import control
@@ -145,14 +145,14 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
     return after
 
 
-def report(rt: Runtime, body: dict[str, Any], todo: Plan, events: list[Event]) -> None:
-    """Post the Events, and patch status only if it changed."""
+def report(rt: Runtime, body: dict[str, Any], todo: Plan, events: list[Event]) -> bool:
+    """Post the Events, and patch status only if it changed. False if the patch lost a race."""
     for event in [*todo.events, *events]:
         rt.post(body, event.type, event.reason, event.message)
     meta = body["metadata"]
     old = body.get("status") or {}
     if _pruned({k: old.get(k) for k in todo.status}) == _pruned(todo.status):
-        return
+        return True
     try:
         cluster.patch_status(
             rt.api, meta["namespace"], meta["name"], meta["resourceVersion"], todo.status
@@ -160,6 +160,8 @@ def report(rt: Runtime, body: dict[str, Any], todo: Plan, events: list[Event]) -
     except ApiException as exc:
         if exc.status not in (404, 409):  # changed or gone meanwhile: the next tick re-plans
             raise
+        return False
+    return True
 
 
 def _pruned(value: Any) -> Any:
@@ -171,16 +173,28 @@ def _pruned(value: Any) -> Any:
     return value
 
 
+def _phase(status: Any) -> Any:
+    return ((status or {}).get("restart") or {}).get("phase")
+
+
 def reconcile(rt: Runtime, namespace: str, name: str) -> None:
-    """Observe, plan, act, report for one pool. Safe to call at any time, any number of times."""
+    """Observe, plan, act, report for one pool. Safe to call at any time, any number of times.
+
+    When the restart moved to a new phase, go round again at once (each phase is still written
+    to status), so a restart is not slowed down by the timer's period.
+    """
     body = cluster.get_pool(rt.api, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
     with rt.lock_for(body["metadata"]["uid"]):
-        body = cluster.get_pool(rt.api, namespace, name)  # fresh, now that we hold the lock
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return
-        observed, conn = observe(rt, body)
-        todo = plan(observed)
-        after = act(rt, body, todo, conn)
-        report(rt, body, todo, after)
+        for _ in range(len(PHASES)):
+            body = cluster.get_pool(rt.api, namespace, name)  # fresh, under the lock
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return
+            observed, conn = observe(rt, body)
+            todo = plan(observed)
+            after = act(rt, body, todo, conn)
+            if not report(rt, body, todo, after):
+                return
+            if _phase(todo.status) == _phase(observed.status):
+                return

@@ -167,6 +167,14 @@ RESTART_TABLE = [
         None,
     ),
     (
+        "Draining settles before believing no active job",
+        observed(restart=running("Draining", since=0), paused=True),
+        "Draining",
+        [],
+        [],
+        None,
+    ),
+    (
         "Draining done when no active job",
         observed(restart=running("Draining"), paused=True),
         "Stopping",
