@@ -195,7 +195,8 @@ def _plan_restart(obs: Observed, plan: Plan) -> dict[str, Any] | None:
         return _plan_new_restart(obs, plan, restart, value)
 
     assert restart is not None
-    targets = list(restart.get("queues", []))
+    # A queue removed from the spec mid-restart is dropped from it (its Deployment is gone).
+    targets = [q for q in restart.get("queues", []) if q in obs.spec.queue_names]
     phase = restart.get("phase")
     if value is not None and value != restart.get("requestedValue"):
         if restart.get("pending") != value:
