@@ -17,6 +17,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -388,7 +389,7 @@ class HostOperator:
     """The installed operator Deployment's command line, run here with the ServiceAccount token."""
 
     def __init__(self, argv: list[str], kubeconfig: Path, log: Path, health_port: int) -> None:
-        venv_bin = str(Path(os.sys.executable).parent)  # kopf is a console script of the venv
+        venv_bin = str(Path(sys.executable).parent)  # kopf is a console script of the venv
         env = {
             **os.environ,
             "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
