@@ -11,7 +11,6 @@ import json
 from typing import Any
 
 from finex_operator.spec import PoolSpec
-from finex_workers.queues import QUEUE_NAMES
 
 GROUP = "finex.io"
 VERSION = "v1alpha1"
@@ -51,21 +50,17 @@ def _secret_env(name: str, ref_name: str, ref_key: str) -> dict[str, Any]:
 def worker_env(spec: PoolSpec, queue: str) -> list[dict[str, Any]]:
     """The worker's environment: its queue's concurrency, policies, and Secret-backed URLs.
 
-    The supervisor checks the sum of all three *_WORKER_CONCURRENCY values against
-    FINEX_PG_CONNECTION_BUDGET, whichever queue it runs. So the pod's budget is its own share
-    (its concurrency) and the queues it does not run are set to the minimum, 1, and counted in.
-    The pool-wide budget is enforced by the CRD's CEL rule.
+    The supervisor checks the concurrency of the queue it runs against FINEX_PG_CONNECTION_BUDGET,
+    so the Pod's budget is its own share; the pool-wide budget is the CRD's CEL rule.
     """
     concurrency = spec.queue(queue).concurrency
     env: list[dict[str, Any]] = [
         _secret_env("REDIS_URL", spec.redis_url.name, spec.redis_url.key),
         _secret_env("DATABASE_URL", spec.database_url.name, spec.database_url.key),
+        {"name": f"{queue.upper()}_WORKER_CONCURRENCY", "value": str(concurrency)},
     ]
-    for q in QUEUE_NAMES:
-        value = concurrency if q == queue else 1
-        env.append({"name": f"{q.upper()}_WORKER_CONCURRENCY", "value": str(value)})
     env += [
-        {"name": "FINEX_PG_CONNECTION_BUDGET", "value": str(concurrency + len(QUEUE_NAMES) - 1)},
+        {"name": "FINEX_PG_CONNECTION_BUDGET", "value": str(concurrency)},
         {"name": "FINEX_RETRY_MAX", "value": str(spec.retry_max)},
         {"name": "FINEX_JOB_TIMEOUT", "value": str(spec.job_timeout_seconds)},
     ]

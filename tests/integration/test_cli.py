@@ -41,7 +41,7 @@ def test_start_refuses_a_fleet_over_the_connection_budget(fleet_env) -> None:
     env = {**fleet_env, "GROWTH_WORKER_CONCURRENCY": "30", "FINEX_PG_CONNECTION_BUDGET": "20"}
     out = finex(env, "workers", "start")
     assert out.returncode == 2
-    assert "needs 32 PostgreSQL connections (matrix 1 + growth 30 + probability 1)" in out.stderr
+    assert "need 32 PostgreSQL connections (matrix 1 + growth 30 + probability 1)" in out.stderr
     assert "FINEX_PG_CONNECTION_BUDGET is 20" in out.stderr
 
 

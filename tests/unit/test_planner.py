@@ -20,6 +20,7 @@ from finex_operator.planner import (
 )
 from finex_operator.spec import parse_spec
 from finex_workers.control import QueueState
+from finex_workers.settings import Settings
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 QUEUES = ("matrix", "growth", "probability")
@@ -439,6 +440,9 @@ def test_deployment_is_restricted_and_takes_credentials_from_secrets() -> None:
     assert container["command"] == ["finex", "workers", "start", "--worker", "growth"]
     env = {e["name"]: e for e in container["env"]}
     assert env["GROWTH_WORKER_CONCURRENCY"]["value"] == "10"
+    # The worker accepts this environment: its own budget check passes for the queue it runs.
+    plain = {name: e["value"] for name, e in env.items() if "value" in e}
+    Settings.from_env(plain).check_budget(["growth"])
     assert env["REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "s", "key": "redis-url"}
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "s", "key": "database-url"}
     assert pod["automountServiceAccountToken"] is False

@@ -8,7 +8,7 @@ from finex_workers.settings import Settings, SettingsError
 def test_defaults_follow_the_runbook() -> None:
     s = Settings.from_env({})
     assert dict(s.concurrency) == {"matrix": 5, "growth": 10, "probability": 10}
-    assert s.connections_needed == 25
+    assert s.connections_needed() == 25
     s.check_budget()  # 25 fits the default budget of 40
 
 
@@ -35,5 +35,12 @@ def test_budget_exceeded_names_the_numbers() -> None:
     with pytest.raises(SettingsError) as err:
         s.check_budget()
     text = str(err.value)
-    assert "needs 40 PostgreSQL connections (matrix 20 + growth 10 + probability 10)" in text
+    assert "need 40 PostgreSQL connections (matrix 20 + growth 10 + probability 10)" in text
     assert "FINEX_PG_CONNECTION_BUDGET is 30" in text
+
+
+def test_budget_counts_only_the_queues_a_process_runs() -> None:
+    s = Settings.from_env({"MATRIX_WORKER_CONCURRENCY": "20", "FINEX_PG_CONNECTION_BUDGET": "15"})
+    s.check_budget(["growth"])  # 10 fits 15
+    with pytest.raises(SettingsError, match=r"need 20 PostgreSQL connections \(matrix 20\)"):
+        s.check_budget(["matrix"])

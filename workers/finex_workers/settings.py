@@ -7,7 +7,7 @@ Deployment's env shows up in the pod's log on start and not as odd behaviour hou
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from finex_workers.queues import QUEUE_NAMES
@@ -75,18 +75,21 @@ class Settings:
     #: Assets per matrix job when fanning out a full recompute.
     matrix_chunk: int = 500
 
-    @property
-    def connections_needed(self) -> int:
-        """PostgreSQL connections the fleet opens at full concurrency (one per process)."""
-        return sum(self.concurrency.values())
+    def connections_needed(self, queues: Sequence[str] = QUEUE_NAMES) -> int:
+        """PostgreSQL connections these queues' workers open at full concurrency (one each)."""
+        return sum(self.concurrency[q] for q in queues)
 
-    def check_budget(self) -> None:
-        """Refuse a fleet that would open more connections than the budget allows."""
-        needed = self.connections_needed
+    def check_budget(self, queues: Sequence[str] = QUEUE_NAMES) -> None:
+        """Refuse to start workers for queues that would need more connections than allowed.
+
+        `finex workers start` counts the queues it runs, so a Pod that runs one queue (one
+        Deployment per queue in Kubernetes) is checked against its own share.
+        """
+        needed = self.connections_needed(queues)
         if needed > self.pg_connection_budget:
-            parts = " + ".join(f"{q} {n}" for q, n in self.concurrency.items())
+            parts = " + ".join(f"{q} {self.concurrency[q]}" for q in queues)
             raise SettingsError(
-                f"the fleet needs {needed} PostgreSQL connections ({parts}) but "
+                f"the workers need {needed} PostgreSQL connections ({parts}) but "
                 f"FINEX_PG_CONNECTION_BUDGET is {self.pg_connection_budget}; lower the "
                 f"*_WORKER_CONCURRENCY values or raise the budget (and max_connections)"
             )

@@ -69,7 +69,7 @@ class Supervisor:
 
     def run(self) -> int:
         """Start every child, supervise until all have exited, return the exit code."""
-        self.settings.check_budget()
+        self.settings.check_budget(self.queues)
         if self.metrics_port is not None:
             self._prepare_metrics_dir()
         try:
