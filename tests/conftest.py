@@ -124,6 +124,14 @@ def fleet_env(redis_url: str, database_url: str) -> dict[str, str]:
 
 
 @pytest.fixture
+def settings(fleet_env: dict[str, str]) -> object:
+    """Settings as the fleet's processes see them (what enqueues in the test should use)."""
+    from finex_workers.settings import Settings
+
+    return Settings.from_env(fleet_env)
+
+
+@pytest.fixture
 def start_fleet(fleet_env: dict[str, str]) -> Iterator[object]:
     """start_fleet(queues, burst=, args=, **env_overrides) -> Fleet; all stopped after the test.
 

@@ -27,6 +27,7 @@ from finex_workers.queues import get_queue
 from finex_workers.settings import Settings
 from tests.e2e.conftest import Kubectl
 from tests.support import cluster as k8s
+from tests.support.fleet import probe
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "finexworkerpools.yaml"
@@ -336,16 +337,6 @@ def test_deleting_the_pool_removes_its_deployments(
 
 
 # -- safe restart -----------------------------------------------------------------------------
-
-
-def probe(conn: redis.Redis, settings: Settings, queue: str, probe_id: str, hold: float) -> str:
-    return enqueue.enqueue_unique(
-        get_queue(queue, conn),
-        "finex_workers.jobs.probe_job",
-        {"probe_id": probe_id, "hold_seconds": hold},
-        f"probe-{probe_id}",
-        settings,
-    ).job_id
 
 
 def probes_done(db: psycopg.Connection, ids: list[str]) -> dict[str, int]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import redis
 from rq.registry import FailedJobRegistry
 
@@ -14,22 +13,7 @@ from finex_workers.metrics import exporter_registry
 from finex_workers.queues import QUEUE_NAMES, get_queue, redis_from_url
 from finex_workers.settings import Settings
 from tests.support.exporter import running_exporter, scrape, value
-from tests.support.fleet import wait_for
-
-
-@pytest.fixture
-def settings(fleet_env: dict[str, str]) -> Settings:
-    return Settings.from_env(fleet_env)
-
-
-def probe(conn: redis.Redis, settings: Settings, queue: str, probe_id: str, hold: float = 0) -> str:
-    return enqueue.enqueue_unique(
-        get_queue(queue, conn),
-        "finex_workers.jobs.probe_job",
-        {"probe_id": probe_id, "hold_seconds": hold},
-        f"probe-{probe_id}",
-        settings,
-    ).job_id
+from tests.support.fleet import probe, wait_for
 
 
 def doomed(conn: redis.Redis, settings: Settings, queue: str, name: str) -> str:

@@ -8,29 +8,13 @@ import sys
 import time
 
 import psycopg
-import pytest
 import redis
 from rq.job import Job, JobStatus
 
 from finex_workers import control, enqueue
 from finex_workers.queues import get_queue
 from finex_workers.settings import Settings
-from tests.support.fleet import wait_for
-
-
-@pytest.fixture
-def settings(fleet_env: dict[str, str]) -> Settings:
-    return Settings.from_env(fleet_env)
-
-
-def probe(conn: redis.Redis, settings: Settings, queue: str, probe_id: str, hold: float = 0) -> str:
-    return enqueue.enqueue_unique(
-        get_queue(queue, conn),
-        "finex_workers.jobs.probe_job",
-        {"probe_id": probe_id, "hold_seconds": hold},
-        f"probe-{probe_id}",
-        settings,
-    ).job_id
+from tests.support.fleet import probe, wait_for
 
 
 def probe_row(db: psycopg.Connection, probe_id: str) -> tuple | None:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import redis
 
-from finex_workers import control
+from finex_workers import control, enqueue
+from finex_workers.queues import get_queue
+from finex_workers.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,3 +89,14 @@ class Fleet:
                 self.signal_group(signal.SIGKILL)
                 self.proc.wait()
         self.signal_group(signal.SIGKILL)  # stragglers in the group, if any
+
+
+def probe(conn: redis.Redis, settings: Settings, queue: str, probe_id: str, hold: float = 0) -> str:
+    """Enqueue a probe job (a row in finex_probes, in a transaction held open for `hold` s)."""
+    return enqueue.enqueue_unique(
+        get_queue(queue, conn),
+        "finex_workers.jobs.probe_job",
+        {"probe_id": probe_id, "hold_seconds": hold},
+        f"probe-{probe_id}",
+        settings,
+    ).job_id
