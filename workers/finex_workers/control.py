@@ -25,6 +25,7 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
+from rq.results import Result
 from rq.worker import BaseWorker, Worker
 
 from finex_workers.queues import check_queue_name, get_queue, paused_key, stats_key, text
@@ -223,7 +224,16 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
                 report.requeued.append(job.id)
             else:
                 message = f"AbandonedJobError: {reason}; no attempts left, dead-lettered"
-                pipe.hset(job.key, mapping={"status": JobStatus.FAILED.value, "exc_info": message})
+                pipe.hset(job.key, "status", JobStatus.FAILED.value)
+                # A failure Result, as RQ records one, so latest_result() and rq-dashboard show it.
+                Result.create_failure(
+                    job,
+                    _failure_ttl(job),
+                    message,
+                    worker_name,
+                    pipeline=pipe,
+                    execution_id=execution_id,
+                )
                 pipe.zadd(failed.key, {job.id: now + _failure_ttl(job)})
                 pipe.hincrby(stats_key(queue), "failed", 1)
                 report.dead_lettered.append(job.id)
@@ -257,14 +267,14 @@ class DeadJob:
 
 
 def _last_error(job: Job) -> str:
-    text = ""
+    """The traceback text of the job's latest failure, from RQ's results stream."""
     try:
         result = job.latest_result()
-        if result is not None and result.exc_string:
-            text = result.exc_string
-    except Exception:  # a result stream may have expired; fall back to the hash
-        text = ""
-    return text or (job.exc_info or "")
+    except Exception as exc:  # undecodable result data: say so rather than fail the listing
+        return f"(could not read the job's result: {exc})"
+    if result is None:
+        return ""
+    return result.exc_string or ""
 
 
 def list_dlq(conn: redis.Redis, queue: str, *, limit: int | None = None) -> list[DeadJob]:
