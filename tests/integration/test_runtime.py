@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -261,3 +262,54 @@ def test_importing_the_job_code_opens_no_connections() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
+
+
+def test_job_stranded_between_pop_and_start_is_returned_to_its_queue(
+    redis_conn, db, settings, start_fleet
+) -> None:
+    job_id = probe(redis_conn, settings, "matrix", "stranded")
+    q = get_queue("matrix", redis_conn)
+    # What a worker SIGKILLed right after BLMOVE leaves behind: the id in RQ's intermediate list.
+    assert redis_conn.lmove(q.key, q.intermediate_queue_key) == job_id.encode()
+    assert control.queue_state(redis_conn, "matrix").waiting == 0
+
+    report = control.clean_stuck_jobs(redis_conn, "matrix")
+    assert report.requeued == [job_id]
+    assert redis_conn.lrange(q.key, 0, -1) == [job_id.encode()]
+    assert redis_conn.llen(q.intermediate_queue_key) == 0
+
+    start_fleet(["matrix"])
+    wait_for(lambda: probe_row(db, "stranded") == (1, True), what="stranded job to run")
+
+
+def test_retry_dlq_killed_half_way_loses_no_job(redis_conn, fleet_env, settings) -> None:
+    from rq.registry import FailedJobRegistry
+
+    q = get_queue("growth", redis_conn)
+    registry = FailedJobRegistry("growth", redis_conn)
+    total = 3000
+    with redis_conn.pipeline() as pipe:
+        for n in range(total):
+            job = q.create_job("finex_workers.jobs.noop_job", job_id=f"dead-{n}")
+            job.save(pipeline=pipe)
+            registry.add(job, ttl=3600, exc_string="boom", pipeline=pipe)
+        pipe.execute()
+    assert len(control.list_dlq(redis_conn, "growth", limit=5)) == 5
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "finex_workers.cli", "workers", "retry-dlq", "--worker", "growth"],
+        env={**os.environ, **fleet_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    wait_for(lambda: redis_conn.llen(q.key) >= 200, what="retry-dlq to be under way")
+    proc.kill()  # SIGKILL half-way through the bulk retry
+    proc.wait()
+
+    in_queue = {x.decode() for x in redis_conn.lrange(q.key, 0, -1)}
+    in_dlq = {x.decode() for x in redis_conn.zrange(registry.key, 0, -1)}
+    assert 0 < len(in_queue) < total  # it really was cut off half-way
+    assert in_queue.isdisjoint(in_dlq)
+    assert in_queue | in_dlq == {f"dead-{n}" for n in range(total)}
+    for job_id in list(in_queue)[:50]:
+        assert status(redis_conn, job_id) == "queued"

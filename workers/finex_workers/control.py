@@ -18,7 +18,9 @@ from typing import Any, cast
 
 import redis
 from rq.command import send_shutdown_command
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
+from rq.queue import Queue
 from rq.registry import (
     DeferredJobRegistry,
     FailedJobRegistry,
@@ -187,6 +189,11 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
     A started-registry entry is abandoned when its heartbeat expired, or when its worker's key is
     gone, or when its worker was on this host and the pid no longer exists. Needs no live worker
     of the queue. Each job moves in one MULTI/EXEC, so a crash here loses nothing.
+
+    Also returns to the queue jobs stranded in RQ's intermediate list: a worker that died between
+    taking a job (BLMOVE) and starting it leaves the id there. RQ's own maintenance repairs that
+    only inside a live worker; here it is repaired at once when the queue has no live worker,
+    and otherwise once the id has sat there for a minute.
     """
     q = get_queue(queue, conn)
     started = StartedJobRegistry(queue, conn)
@@ -239,7 +246,30 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
                 report.dead_lettered.append(job.id)
             report.reasons[job.id] = reason
             pipe.execute()
+    _recover_intermediate(conn, q, report)
     return report
+
+
+def _recover_intermediate(conn: redis.Redis, q: Queue, report: CleanReport) -> None:
+    stranded = IntermediateQueue(q.key, conn)
+    ids = stranded.get_job_ids()
+    if not ids:
+        return
+    no_workers = not live_workers(conn, q.name)
+    running = {text(e).partition(":")[0] for e in conn.zrange(q.started_job_registry.key, 0, -1)}
+    for job_id in ids:
+        if job_id in running:
+            continue
+        first_time = stranded.set_first_seen(job_id)
+        if not no_workers and (first_time or not stranded.should_be_cleaned_up(job_id)):
+            continue
+        with conn.pipeline(transaction=True) as pipe:
+            pipe.lrem(stranded.key, 1, job_id)
+            pipe.lpush(q.key, job_id)
+            pipe.delete(stranded.get_first_seen_key(job_id))
+            pipe.execute()
+        report.requeued.append(job_id)
+        report.reasons[job_id] = "taken from the queue by a worker that never started it"
 
 
 def _failure_ttl(job: Job) -> int:
