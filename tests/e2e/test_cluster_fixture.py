@@ -7,8 +7,6 @@ collector, ServiceAccount tokens), CRDs, and RBAC for ServiceAccounts and certif
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 
 import pytest
 from kubernetes import client
@@ -16,13 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from tests.e2e.conftest import Kubectl
 from tests.support import cluster as k8s
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(0.3)
+from tests.support.waiting import wait_for
 
 
 def deployment(name: str, replicas: int) -> str:

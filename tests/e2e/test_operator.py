@@ -28,21 +28,12 @@ from finex_workers.settings import Settings
 from tests.e2e.conftest import Kubectl
 from tests.support import cluster as k8s
 from tests.support.fleet import probe
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "finexworkerpools.yaml"
 QUEUES = ("matrix", "growth", "probability")
 PHASES = ["Pausing", "Draining", "Stopping", "Starting", "Resuming", "Done"]
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(every)
 
 
 @pytest.fixture(scope="session")

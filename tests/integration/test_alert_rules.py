@@ -16,7 +16,6 @@ from finex_workers.localservices import free_port
 from finex_workers.queues import get_queue
 from finex_workers.settings import Settings
 from tests.support.exporter import running_exporter, scrape
-from tests.support.fleet import wait_for
 from tests.support.promtool import (
     DASHBOARD,
     RULES,
@@ -27,6 +26,7 @@ from tests.support.promtool import (
     metric_names,
     rules,
 )
+from tests.support.waiting import wait_for
 
 
 def promtool() -> str:
@@ -118,14 +118,14 @@ def test_rules_and_dashboard_use_only_exported_metric_names(
     enqueue.enqueue_unique(
         queue, "tests.support.testjobs.always_fails", {"reason": "names"}, "fail-names", settings
     )
-    wait_for(lambda: control.queue_state(redis_conn, "matrix").failed == 1, what="one DLQ entry")
+    wait_for("one DLQ entry", lambda: control.queue_state(redis_conn, "matrix").failed == 1)
     metrics_url = f"http://127.0.0.1:{port}/metrics"
 
     def worker_scrape():
         samples = scrape(metrics_url)
         return samples if any(n == "finex_worker_jobs_total" for n, _ in samples) else None
 
-    worker_names = {name for name, _ in wait_for(worker_scrape, what="worker metrics")}
+    worker_names = {name for name, _ in wait_for("worker metrics", worker_scrape)}
     with running_exporter(redis_url) as url:
         exporter_names = {name for name, _ in scrape(url)}
     exported = worker_names | exporter_names

@@ -13,7 +13,8 @@ from finex_workers.metrics import exporter_registry
 from finex_workers.queues import QUEUE_NAMES, get_queue, redis_from_url
 from finex_workers.settings import Settings
 from tests.support.exporter import running_exporter, scrape, value
-from tests.support.fleet import probe, wait_for
+from tests.support.fleet import probe
+from tests.support.waiting import wait_for
 
 
 def doomed(conn: redis.Redis, settings: Settings, queue: str, name: str) -> str:
@@ -66,14 +67,14 @@ def test_oldest_active_age_follows_a_running_job_and_workers_are_counted(
     assert sample(registry, "finex_queue_workers", queue="growth") == 2
 
     probe(redis_conn, settings, "growth", "long", hold=4)
-    wait_for(lambda: control.active_jobs(redis_conn, "growth") == 1, what="the job to start")
+    wait_for("the job to start", lambda: control.active_jobs(redis_conn, "growth") == 1)
     time.sleep(1.5)
     age = sample(registry, "finex_queue_oldest_active_job_age_seconds", queue="growth")
     assert age is not None
     assert 1.0 <= age < 4.5
     assert sample(registry, "finex_queue_jobs", queue="growth", state="active") == 1
 
-    wait_for(lambda: control.active_jobs(redis_conn, "growth") == 0, what="the job to finish")
+    wait_for("the job to finish", lambda: control.active_jobs(redis_conn, "growth") == 0)
     assert sample(registry, "finex_queue_oldest_active_job_age_seconds", queue="growth") == 0
     assert sample(registry, "finex_jobs_completed_total", queue="growth") == 1
     assert sample(registry, "finex_queue_jobs", queue="growth", state="completed") == 1
@@ -86,14 +87,14 @@ def test_completed_and_failed_counters_survive_a_fleet_restart(
     fleet.wait_ready(redis_conn)
     probe(redis_conn, settings, "matrix", "a")
     doomed(redis_conn, settings, "matrix", "x")
-    wait_for(lambda: control.queue_state(redis_conn, "matrix").failed == 1, what="x in the DLQ")
-    wait_for(lambda: control.queue_state(redis_conn, "matrix").completed == 1, what="a done")
+    wait_for("x in the DLQ", lambda: control.queue_state(redis_conn, "matrix").failed == 1)
+    wait_for("a done", lambda: control.queue_state(redis_conn, "matrix").completed == 1)
     fleet.close()
 
     fleet = start_fleet(["matrix"])
     fleet.wait_ready(redis_conn)
     probe(redis_conn, settings, "matrix", "b")
-    wait_for(lambda: control.queue_state(redis_conn, "matrix").completed == 2, what="b done")
+    wait_for("b done", lambda: control.queue_state(redis_conn, "matrix").completed == 2)
 
     # A new exporter process too: nothing it reports was held in a process's memory.
     with running_exporter(redis_url) as url:
@@ -116,20 +117,20 @@ def test_worker_metrics_add_up_across_worker_processes(redis_conn, settings, sta
         probe(redis_conn, settings, "growth", f"p{n}", hold=0.2)
     doomed(redis_conn, settings, "growth", "y")
     wait_for(
+        "9 probes done and y in the DLQ",
         lambda: (
             control.queue_state(redis_conn, "growth").completed == 9
             and control.queue_state(redis_conn, "growth").failed == 1
         ),
-        what="9 probes done and y in the DLQ",
     )
     url = f"http://127.0.0.1:{port}/metrics"
     samples = wait_for(
+        "the supervisor's metrics to show 9 completed",
         lambda: (
             (s := scrape(url))
             and value(s, "finex_worker_jobs_total", queue="growth", outcome="completed") == 9
             and s
         ),
-        what="the supervisor's metrics to show 9 completed",
     )
     assert value(samples, "finex_worker_jobs_total", queue="growth", outcome="failed") == 3
     assert (

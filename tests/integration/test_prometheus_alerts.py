@@ -25,8 +25,8 @@ from finex_workers.localservices import free_port, port_open
 from finex_workers.queues import get_queue
 from finex_workers.settings import Settings
 from tests.support.exporter import running_exporter
-from tests.support.fleet import wait_for
 from tests.support.promtool import RULES
+from tests.support.waiting import wait_for
 
 
 def fast_rules(path: Path) -> None:
@@ -109,13 +109,13 @@ def running_prometheus(exporter_url: str) -> Iterator[Prometheus]:
     server = Prometheus(f"http://127.0.0.1:{port}", proc, log)
     try:
         wait_for(
+            "prometheus to listen",
             lambda: proc.poll() is not None or port_open("127.0.0.1", port),
             timeout=30,
-            what="prometheus to listen",
         )
         assert proc.poll() is None, log.read_text()
         # The port opens before the TSDB is loaded; the API answers 503 until /-/ready does.
-        wait_for(server.ready, timeout=30, what="prometheus to be ready")
+        wait_for("prometheus to be ready", server.ready, timeout=30)
         yield server
     finally:
         proc.terminate()
@@ -133,9 +133,9 @@ def test_real_prometheus_fires_backlog_alerts_from_real_jobs(
     settings = Settings.from_env(fleet_env)
     # Prometheus scrapes the exporter, and the rules loaded (all six, from the shipped file).
     wait_for(
+        "the exporter target to be up",
         lambda: any(t["health"] == "up" for t in prometheus.api("targets")["activeTargets"]),
         timeout=30,
-        what="the exporter target to be up",
     )
     groups = prometheus.api("rules")["groups"]
     assert len([r for g in groups for r in g["rules"]]) == 6
@@ -162,12 +162,12 @@ def test_real_prometheus_fires_backlog_alerts_from_real_jobs(
         }
 
     fired = wait_for(
+        "QueueBacklog(matrix) and BacklogWithoutWorkers(growth) to fire",
         lambda: (
             (f := firing()) >= {("QueueBacklog", "matrix"), ("BacklogWithoutWorkers", "growth")}
             and f
         ),
         timeout=60,
-        what="QueueBacklog(matrix) and BacklogWithoutWorkers(growth) to fire",
     )
     # matrix is paused on purpose: a backlog, but not an unattended one. growth has 1 job.
     assert ("BacklogWithoutWorkers", "matrix") not in fired
@@ -185,9 +185,7 @@ def test_real_prometheus_fires_backlog_alerts_from_real_jobs(
     control.resume(redis_conn, "matrix")
     redis_conn.delete(matrix.key)
     wait_for(
-        lambda: ("QueueBacklog", "matrix") not in firing(),
-        timeout=30,
-        what="QueueBacklog to resolve",
+        "QueueBacklog to resolve", lambda: ("QueueBacklog", "matrix") not in firing(), timeout=30
     )
 
 
@@ -199,13 +197,14 @@ def test_real_prometheus_fires_exporter_down(redis_url) -> None:
     try:
         with running_prometheus(url) as server:
             wait_for(
+                "the exporter target to be up",
                 lambda: any(t["health"] == "up" for t in server.api("targets")["activeTargets"]),
                 timeout=30,
-                what="the exporter target to be up",
             )
             # Before the first scrape `absent(up)` may fire (with `for` at 1s); once scraped,
             # the alert must clear.
             wait_for(
+                "FinexExporterDown to clear while the exporter is up",
                 lambda: (
                     not [
                         a
@@ -214,11 +213,11 @@ def test_real_prometheus_fires_exporter_down(redis_url) -> None:
                     ]
                 ),
                 timeout=30,
-                what="FinexExporterDown to clear while the exporter is up",
             )
             exporter.__exit__(None, None, None)
             stopped = True
             wait_for(
+                "FinexExporterDown to fire",
                 lambda: any(
                     a["labels"]["alertname"] == "FinexExporterDown"
                     and a["state"] == "firing"
@@ -226,7 +225,6 @@ def test_real_prometheus_fires_exporter_down(redis_url) -> None:
                     for a in server.alerts()
                 ),
                 timeout=60,
-                what="FinexExporterDown to fire",
             )
     finally:
         if not stopped:

@@ -15,7 +15,8 @@ from rq.job import Job, JobStatus
 from finex_workers import control, enqueue
 from finex_workers.queues import get_queue
 from finex_workers.settings import Settings
-from tests.support.fleet import probe, wait_for
+from tests.support.fleet import probe
+from tests.support.waiting import wait_for
 
 
 def probe_row(db: psycopg.Connection, probe_id: str) -> tuple | None:
@@ -39,7 +40,7 @@ def test_paused_queue_keeps_accepting_but_idle_worker_takes_nothing(
     held = probe(redis_conn, settings, "matrix", "on-matrix")
     free = probe(redis_conn, settings, "growth", "on-growth")
 
-    wait_for(lambda: probe_row(db, "on-growth") == (1, True), what="growth probe to run")
+    wait_for("growth probe to run", lambda: probe_row(db, "on-growth") == (1, True))
     time.sleep(1.5)  # give the paused worker every chance to misbehave
     assert probe_row(db, "on-matrix") is None
     assert status(redis_conn, held) == "queued"
@@ -49,7 +50,7 @@ def test_paused_queue_keeps_accepting_but_idle_worker_takes_nothing(
     assert state.active == 0
 
     assert control.resume(redis_conn, "matrix")
-    wait_for(lambda: probe_row(db, "on-matrix") == (1, True), what="matrix probe after resume")
+    wait_for("matrix probe after resume", lambda: probe_row(db, "on-matrix") == (1, True))
     assert status(redis_conn, free) == "finished"
 
 
@@ -83,7 +84,7 @@ def test_failing_job_is_retried_then_dead_lettered_then_retried_from_dlq(
     ).job_id
     fleet = start_fleet(["growth"])
     fleet.wait_ready(redis_conn)
-    wait_for(lambda: len(control.list_dlq(redis_conn, "growth")) == 2, what="two DLQ entries")
+    wait_for("two DLQ entries", lambda: len(control.list_dlq(redis_conn, "growth")) == 2)
     assert int(redis_conn.get("test:calls:k1")) == 3
 
     dead = {j.id: j for j in control.list_dlq(redis_conn, "growth")}
@@ -91,7 +92,7 @@ def test_failing_job_is_retried_then_dead_lettered_then_retried_from_dlq(
     assert "disk on fire" in dead[doomed].error
 
     assert control.retry_dlq(redis_conn, "growth", [job_id]) == [job_id]
-    wait_for(lambda: status(redis_conn, job_id) == "finished", what="retried job to finish")
+    wait_for("retried job to finish", lambda: status(redis_conn, job_id) == "finished")
     assert int(redis_conn.get("test:calls:k1")) == 4
     assert [j.id for j in control.list_dlq(redis_conn, "growth")] == [doomed]
 
@@ -112,7 +113,7 @@ def test_bad_payloads_go_to_dlq_with_clear_message_and_worker_survives(
     ).job_id
     fleet = start_fleet(["growth"])
     fleet.wait_ready(redis_conn)
-    wait_for(lambda: len(control.list_dlq(redis_conn, "growth")) == 2, what="bad jobs in DLQ")
+    wait_for("bad jobs in DLQ", lambda: len(control.list_dlq(redis_conn, "growth")) == 2)
     dead = {j.id: j for j in control.list_dlq(redis_conn, "growth")}
     assert "asset_id must be an integer id, got 'abc' (str)" in dead[bad_type].error
     assert "asset_id" in dead[unknown].error
@@ -122,7 +123,7 @@ def test_bad_payloads_go_to_dlq_with_clear_message_and_worker_survives(
     assert int(stats[b"failed"]) == 2
 
     probe(redis_conn, settings, "growth", "after-bad")
-    wait_for(lambda: probe_row(db, "after-bad") == (1, True), what="worker to keep going")
+    wait_for("worker to keep going", lambda: probe_row(db, "after-bad") == (1, True))
 
 
 def test_sigkilled_worker_job_is_recovered_by_clean_stuck_jobs(
@@ -131,7 +132,7 @@ def test_sigkilled_worker_job_is_recovered_by_clean_stuck_jobs(
     fleet = start_fleet(["growth"])
     fleet.wait_ready(redis_conn)
     job_id = probe(redis_conn, settings, "growth", "killed", hold=4)
-    wait_for(lambda: status(redis_conn, job_id) == "started", what="probe to start")
+    wait_for("probe to start", lambda: status(redis_conn, job_id) == "started")
     fleet.signal_group(signal.SIGKILL)  # supervisor and worker die mid-transaction
     fleet.proc.wait()
     assert probe_row(db, "killed") is None  # its transaction never committed
@@ -145,7 +146,7 @@ def test_sigkilled_worker_job_is_recovered_by_clean_stuck_jobs(
     fleet2 = start_fleet(["growth"])
     fleet2.wait_ready(redis_conn)
     wait_for(
-        lambda: status(redis_conn, job_id) == "finished", timeout=60, what="recovered job to finish"
+        "recovered job to finish", lambda: status(redis_conn, job_id) == "finished", timeout=60
     )
     assert probe_row(db, "killed") == (1, True)
 
@@ -163,7 +164,7 @@ def test_stuck_job_without_attempts_left_is_dead_lettered_with_reason(
     fleet = start_fleet(["growth"])
     fleet.wait_ready(redis_conn)
     job_id = probe(redis_conn, no_retry, "growth", "doomed", hold=30)
-    wait_for(lambda: status(redis_conn, job_id) == "started", what="probe to start")
+    wait_for("probe to start", lambda: status(redis_conn, job_id) == "started")
     fleet.signal_group(signal.SIGKILL)
     fleet.proc.wait()
 
@@ -193,7 +194,7 @@ def test_sigterm_during_a_job_lets_it_commit(redis_conn, db, settings, start_fle
     fleet = start_fleet(["growth"])
     fleet.wait_ready(redis_conn)
     job_id = probe(redis_conn, settings, "growth", "graceful", hold=2)
-    wait_for(lambda: status(redis_conn, job_id) == "started", what="probe to start")
+    wait_for("probe to start", lambda: status(redis_conn, job_id) == "started")
     fleet.proc.send_signal(signal.SIGTERM)
     assert fleet.proc.wait(30) == 0
     assert probe_row(db, "graceful") == (1, True)
@@ -216,13 +217,13 @@ def test_retry_waits_for_its_backoff_interval(redis_conn, fleet_env, start_fleet
     ).job_id
     fleet = start_fleet(["matrix"])
     fleet.wait_ready(redis_conn)
-    wait_for(lambda: redis_conn.get("test:calls:bo") == b"1", what="first attempt")
+    wait_for("first attempt", lambda: redis_conn.get("test:calls:bo") == b"1")
     failed_at = time.monotonic()
     wait_for(
+        "job parked in the scheduled registry",
         lambda: control.queue_state(redis_conn, "matrix").delayed == 1,
-        what="job parked in the scheduled registry",
     )
-    wait_for(lambda: status(redis_conn, job_id) == "finished", timeout=20, what="retry")
+    wait_for("retry", lambda: status(redis_conn, job_id) == "finished", timeout=20)
     assert time.monotonic() - failed_at >= 2.5
     assert control.list_dlq(redis_conn, "matrix") == []
 
@@ -279,7 +280,7 @@ def test_job_stranded_between_pop_and_start_is_returned_to_its_queue(
     assert redis_conn.llen(q.intermediate_queue_key) == 0
 
     start_fleet(["matrix"])
-    wait_for(lambda: probe_row(db, "stranded") == (1, True), what="stranded job to run")
+    wait_for("stranded job to run", lambda: probe_row(db, "stranded") == (1, True))
 
 
 def test_retry_dlq_killed_half_way_loses_no_job(redis_conn, fleet_env, settings) -> None:
@@ -302,7 +303,7 @@ def test_retry_dlq_killed_half_way_loses_no_job(redis_conn, fleet_env, settings)
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    wait_for(lambda: redis_conn.llen(q.key) >= 200, what="retry-dlq to be under way")
+    wait_for("retry-dlq to be under way", lambda: redis_conn.llen(q.key) >= 200)
     proc.kill()  # SIGKILL half-way through the bulk retry
     proc.wait()
 

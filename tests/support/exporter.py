@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from prometheus_client.parser import text_string_to_metric_families
 
 from finex_workers.localservices import free_port, port_open
-from tests.support.fleet import ROOT, wait_for
+from tests.support.fleet import ROOT
+from tests.support.waiting import wait_for
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -54,8 +55,8 @@ def running_exporter(redis_url: str) -> Iterator[str]:
     )
     try:
         wait_for(
+            "the exporter to listen",
             lambda: proc.poll() is not None or port_open("127.0.0.1", port),
-            what="the exporter to listen",
         )
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
         yield f"http://127.0.0.1:{port}/metrics"

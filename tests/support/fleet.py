@@ -7,8 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -16,23 +15,9 @@ import redis
 from finex_workers import control, enqueue
 from finex_workers.queues import get_queue
 from finex_workers.settings import Settings
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(
-    predicate: Callable[[], object],
-    timeout: float = 20.0,
-    what: str = "condition",
-    interval: float = 0.05,
-) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Fleet:
@@ -65,9 +50,9 @@ class Fleet:
     def wait_ready(self, conn: redis.Redis, per_queue: int = 1, timeout: float = 20.0) -> None:
         for queue in self.queues:
             wait_for(
+                f"{per_queue} live worker(s) on {queue}",
                 lambda q=queue: len(control.live_workers(conn, q)) >= per_queue,
                 timeout,
-                f"{per_queue} live worker(s) on {queue}",
             )
 
     def signal_group(self, sig: int) -> None:
