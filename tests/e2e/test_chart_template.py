@@ -21,6 +21,7 @@ ALL_ON = {
     "serviceMonitor": {"enabled": True},
     "prometheusRule": {"enabled": True},
     "samplePool": {"enabled": True},
+    "migrations": {"enabled": True},
 }
 FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate", "delete", "deletecollection"}
 
@@ -130,6 +131,22 @@ def test_service_monitor_without_exporter_is_refused() -> None:
     assert "serviceMonitor.enabled needs exporter.enabled" in error
 
 
+def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook() -> None:
+    assert find(render(), "Job") == []
+    (job,) = find(render({"migrations": {"enabled": True}}), "Job")
+    hooks = job["metadata"]["annotations"]
+    assert set(hooks["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    assert "hook-succeeded" in hooks["helm.sh/hook-delete-policy"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    (container,) = pod["containers"]
+    assert container["args"] == ["db", "migrate"]
+    (env,) = container["env"]
+    assert env["name"] == "DATABASE_URL"
+    assert env["valueFrom"]["secretKeyRef"] == {"name": "finex-postgres", "key": "url"}
+
+
 def test_operator_deployment_runs_one_kopf_with_recreate() -> None:
     dep = one(render(), "Deployment", "r-finex-workers-operator")
     assert dep["spec"]["replicas"] == 1
@@ -161,7 +178,7 @@ def test_exporter_runs_finex_exporter_with_redis_from_a_secret() -> None:
 
 def test_every_pod_is_hardened() -> None:
     specs = pod_specs(render(ALL_ON))
-    assert len(specs) == 2
+    assert len(specs) == 3
     for where, spec in specs.items():
         assert spec["securityContext"]["runAsNonRoot"] is True, where
         assert spec["securityContext"]["runAsUser"] > 0, where
@@ -282,6 +299,7 @@ def test_sample_pool_defaults_its_image_to_the_chart_image() -> None:
             "allowPrivilegeEscalation': value must be false",
         ),
         ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy': value must be one of"),
+        ({"migrations": {"backoffLimit": -1}}, "at '/migrations/backoffLimit': minimum: got -1"),
     ],
 )
 def test_schema_refuses_bad_values_with_a_clear_message(
