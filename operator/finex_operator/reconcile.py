@@ -55,21 +55,14 @@ class Runtime:
             return self.redis_clients[url]
 
 
-def _failed_at(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _observe_redis(
     rt: Runtime, conn: redis.Redis, spec: PoolSpec
 ) -> tuple[dict[str, control.QueueState], dict[str, list[DlqEntry]]]:
     states = {q: control.queue_state(conn, q) for q in spec.queue_names}
     dlq = {
         q: [
-            DlqEntry(j.id, j.dlq_retries, _failed_at(j.failed_at))
-            for j in control.list_dlq(conn, q, limit=rt.settings.dlq_scan_limit)
+            DlqEntry(j.id, j.dlq_retries, j.failed_at)
+            for j in control.dlq_summaries(conn, q, limit=rt.settings.dlq_scan_limit)
         ]
         for q in spec.queue_names
         if states[q].failed

@@ -314,3 +314,24 @@ def test_retry_dlq_killed_half_way_loses_no_job(redis_conn, fleet_env, settings)
     assert in_queue | in_dlq == {f"dead-{n}" for n in range(total)}
     for job_id in list(in_queue)[:50]:
         assert status(redis_conn, job_id) == "queued"
+
+
+def test_dlq_summaries_agree_with_the_full_listing(redis_conn, settings, start_fleet) -> None:
+    q = get_queue("probability", redis_conn)
+    for n in range(3):
+        enqueue.enqueue_unique(
+            q, "tests.support.testjobs.always_fails", {"reason": str(n)}, f"sum-{n}", settings
+        )
+    start_fleet(["probability"], burst=True, FINEX_RETRY_MAX="0").proc.wait(60)
+    full = control.list_dlq(redis_conn, "probability")
+    assert len(full) == 3
+    control.retry_dlq(redis_conn, "probability", [full[0].id])  # bumps its retry count
+    start_fleet(["probability"], burst=True, FINEX_RETRY_MAX="0").proc.wait(60)
+    full = {j.id: j for j in control.list_dlq(redis_conn, "probability")}
+    summaries = control.dlq_summaries(redis_conn, "probability")
+    assert {s.id for s in summaries} == set(full)
+    for s in summaries:
+        assert s.dlq_retries == full[s.id].dlq_retries
+        assert s.failed_at is not None
+        assert s.failed_at.isoformat() == full[s.id].failed_at
+    assert sorted(s.dlq_retries for s in summaries) == [0, 0, 1]

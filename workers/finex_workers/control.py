@@ -341,6 +341,42 @@ def list_dlq(conn: redis.Redis, queue: str, *, limit: int | None = None) -> list
     return out
 
 
+@dataclass(frozen=True)
+class DlqSummary:
+    """What a retry policy needs of a DLQ entry, without its traceback."""
+
+    id: str
+    dlq_retries: int
+    failed_at: datetime | None
+
+
+def dlq_summaries(conn: redis.Redis, queue: str, *, limit: int | None = None) -> list[DlqSummary]:
+    """The oldest DLQ entries with their retry counts and failure times, in two round trips
+    whatever the limit (list_dlq reads each job and its result: two round trips per job)."""
+    ids = _registry_ids(
+        conn, FailedJobRegistry(queue, conn).key, -1 if limit is None else limit - 1
+    )
+    if not ids:
+        return []
+    pipe = conn.pipeline(transaction=False)
+    pipe.hmget(dlq_retries_key(queue), ids)
+    for job_id in ids:
+        pipe.hget(Job.key_for(job_id), "ended_at")
+    counts, *ended = pipe.execute()
+    return [
+        DlqSummary(job_id, int(count or 0), _parse_time(end))
+        for job_id, count, end in zip(ids, counts, ended, strict=True)
+    ]
+
+
+def _parse_time(value: object) -> datetime | None:
+    raw = text(value) if value else ""
+    if not raw:
+        return None
+    moment = datetime.fromisoformat(raw)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def retry_dlq(
     conn: redis.Redis,
     queue: str,
