@@ -23,7 +23,9 @@ from finex_workers import control, domain, localservices, migrate, recompute
 from finex_workers.queues import QUEUE_NAMES, redis_from_url
 from finex_workers.settings import Settings
 
-DATA_DIR = Path(".data")
+#: Local servers' data, unless FINEX_DEV_DATA_DIR says otherwise (e.g. when the checkout is
+#: under a folder the postgres user cannot enter).
+DEFAULT_DATA_DIR = ".data"
 DEV_REDIS_PORT = 6390
 DEV_PG_PORT = 5440
 
@@ -39,22 +41,23 @@ def _say(message: str) -> None:
 
 def _ensure_services(services: list[localservices.LocalService]) -> tuple[str, str]:
     """Return (redis_url, database_url), starting local servers for what is not reachable."""
+    data_dir = Path(os.environ.get("FINEX_DEV_DATA_DIR", DEFAULT_DATA_DIR)).resolve()
     redis_url = os.environ.get("REDIS_URL", f"redis://127.0.0.1:{DEV_REDIS_PORT}/0")
     database_url = os.environ.get(
         "DATABASE_URL", f"postgresql://postgres@127.0.0.1:{DEV_PG_PORT}/finex"
     )
     if not _reachable(redis_url, 6379):
         port = urlsplit(redis_url).port or DEV_REDIS_PORT
-        svc = localservices.start_redis(DATA_DIR.resolve() / "redis", port)
+        svc = localservices.start_redis(data_dir / "redis", port)
         services.append(svc)
-        _say(f"started redis-server on 127.0.0.1:{port} (data in .data/redis)")
+        _say(f"started redis-server on 127.0.0.1:{port} (data in {data_dir}/redis)")
     if not _reachable(database_url, 5432):
         port = urlsplit(database_url).port or DEV_PG_PORT
-        DATA_DIR.mkdir(exist_ok=True)
-        DATA_DIR.chmod(0o755)
-        svc = localservices.start_postgres(DATA_DIR.resolve() / "postgres", port)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.chmod(0o755)
+        svc = localservices.start_postgres(data_dir / "postgres", port)
         services.append(svc)
-        _say(f"started postgres on 127.0.0.1:{port} (data in .data/postgres)")
+        _say(f"started postgres on 127.0.0.1:{port} (data in {data_dir}/postgres)")
         dbname = urlsplit(database_url).path.lstrip("/") or "finex"
         with psycopg.connect(svc.url, autocommit=True) as conn:
             exists = conn.execute(

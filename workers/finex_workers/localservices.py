@@ -142,6 +142,18 @@ def init_postgres(data_dir: Path) -> None:
     if (data_dir / "PG_VERSION").exists():
         return
     data_dir.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        check = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "test", "-x", str(data_dir)],
+            capture_output=True,
+            check=False,
+        )
+        if check.returncode != 0:
+            raise ServiceError(
+                f"PostgreSQL runs as the postgres user, which cannot reach {data_dir} (a parent "
+                f"folder is not world-executable). Choose a data folder it can reach, e.g. "
+                f"FINEX_DEV_DATA_DIR=/var/tmp/finex-dev, or move the checkout."
+            )
     data_dir.chmod(0o700)
     _chown_to_postgres(data_dir)
     cmd = _as_postgres_user(
