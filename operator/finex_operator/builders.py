@@ -80,6 +80,15 @@ def _security_context() -> dict[str, Any]:
     }
 
 
+#: Where each worker Pod's supervisor serves its job metrics (`--metrics-port`).
+WORKER_METRICS_PORT = 9102
+
+
+def worker_command(queue: str) -> list[str]:
+    """The worker container's command, in exec form."""
+    return ["finex", "workers", "start", "--worker", queue, f"--metrics-port={WORKER_METRICS_PORT}"]
+
+
 def deployment(
     *, pool: str, uid: str, spec: PoolSpec, queue: str, replicas: int, grace_margin: int
 ) -> dict[str, Any]:
@@ -90,7 +99,9 @@ def deployment(
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
         # Exec form: the supervisor is PID 1 and gets the kubelet's SIGTERM (warm shutdown).
-        "command": ["finex", "workers", "start", "--worker", queue],
+        # It serves the workers' job metrics (durations, outcomes) for a PodMonitor to scrape.
+        "command": worker_command(queue),
+        "ports": [{"name": "metrics", "containerPort": WORKER_METRICS_PORT, "protocol": "TCP"}],
         "env": worker_env(spec, queue),
         "securityContext": _security_context(),
         # RQ and the supervisor write only to /tmp; the root filesystem stays read-only.

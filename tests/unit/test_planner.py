@@ -19,6 +19,7 @@ from finex_operator.planner import (
     plan,
 )
 from finex_operator.spec import parse_spec
+from finex_workers.cli import build_parser
 from finex_workers.control import QueueState
 from finex_workers.settings import Settings
 
@@ -437,7 +438,12 @@ def test_deployment_is_restricted_and_takes_credentials_from_secrets() -> None:
     )
     pod = body["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == ["finex", "workers", "start", "--worker", "growth"]
+    assert container["command"][:5] == ["finex", "workers", "start", "--worker", "growth"]
+    assert "--metrics-port=9102" in container["command"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9102, "protocol": "TCP"}]
+    # The worker's own CLI accepts that command line.
+    args = build_parser().parse_args(container["command"][1:])
+    assert (args.worker, args.metrics_port) == ("growth", 9102)
     env = {e["name"]: e for e in container["env"]}
     assert env["GROWTH_WORKER_CONCURRENCY"]["value"] == "10"
     # The worker accepts this environment: its own budget check passes for the queue it runs.
