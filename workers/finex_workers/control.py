@@ -377,6 +377,24 @@ def _parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+#: Moves one job from the DLQ to its queue, atomically: Redis runs a script as one step, so a
+#: crash of the caller cannot split it, and no optimistic lock can make it give up under load.
+#: KEYS: failed registry, job hash, queue list, dlq-retries hash, stats hash.
+#: ARGV: job id, enqueued_at. Returns 1 if moved, 0 if the job was not (or no longer) there.
+_RETRY_ONE = """
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('PERSIST', KEYS[2])
+redis.call('HSET', KEYS[2], 'status', 'queued', 'retries_left', '0', 'enqueued_at', ARGV[2])
+redis.call('HDEL', KEYS[2], 'started_at', 'ended_at')
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[5], 'dlq_retried', 1)
+return 1
+"""
+
+
 def retry_dlq(
     conn: redis.Redis,
     queue: str,
@@ -385,40 +403,19 @@ def retry_dlq(
 ) -> list[str]:
     """Send DLQ jobs back to their queue for one more attempt; returns the ids sent.
 
-    Unlike RQ's requeue (remove from the registry, then enqueue), each job moves in one MULTI:
-    queue push, status and registry removal commit together or not at all, so a crash half-way
-    through a bulk retry loses no job. A retried job that fails again returns to the DLQ.
+    Unlike RQ's requeue (remove from the registry, then enqueue), each job moves in one atomic
+    script: queue push, status and registry removal happen together or not at all, so a crash
+    half-way through a bulk retry loses no job. A retried job that fails again returns to the DLQ.
     """
     q = get_queue(queue, conn)
     registry = FailedJobRegistry(queue, conn)
+    move = conn.register_script(_RETRY_ONE)
     ids = list(job_ids) if job_ids is not None else _registry_ids(conn, registry.key)
     sent = []
     for n, job_id in enumerate(ids, 1):
-        with conn.pipeline(transaction=True) as pipe:
-            pipe.watch(registry.key)
-            if pipe.zscore(registry.key, job_id) is None or not pipe.exists(Job.key_for(job_id)):
-                pipe.unwatch()
-                progress(n, len(ids))
-                continue
-            pipe.multi()
-            pipe.persist(Job.key_for(job_id))
-            pipe.hset(
-                Job.key_for(job_id),
-                mapping={
-                    "status": JobStatus.QUEUED.value,
-                    "retries_left": 0,
-                    "enqueued_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                },
-            )
-            pipe.hdel(Job.key_for(job_id), "started_at", "ended_at")
-            pipe.rpush(q.key, job_id)
-            pipe.zrem(registry.key, job_id)
-            pipe.hincrby(dlq_retries_key(queue), job_id, 1)
-            pipe.hincrby(stats_key(queue), "dlq_retried", 1)
-            try:
-                pipe.execute()
-            except redis.WatchError:
-                continue  # another client moved it meanwhile; it is not lost
+        enqueued_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        keys = [registry.key, Job.key_for(job_id), q.key, dlq_retries_key(queue), stats_key(queue)]
+        if move(keys=keys, args=[job_id, enqueued_at]):
             sent.append(job_id)
         progress(n, len(ids))
     return sent
