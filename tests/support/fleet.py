@@ -47,7 +47,7 @@ class Fleet:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, conn: redis.Redis, per_queue: int = 1, timeout: float = 20.0) -> None:
+    def wait_ready(self, conn: redis.Redis, per_queue: int = 1, timeout: float = 60.0) -> None:
         for queue in self.queues:
             wait_for(
                 f"{per_queue} live worker(s) on {queue}",

@@ -19,7 +19,7 @@ from typing import Any, cast
 import redis
 from rq.command import send_shutdown_command
 from rq.intermediate_queue import IntermediateQueue
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.queue import Queue
 from rq.registry import (
     DeferredJobRegistry,
@@ -183,12 +183,34 @@ def _pid_alive(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] != "Z"
 
 
+#: Claims one abandoned execution and moves its job on, atomically. Removing the registry entry
+#: is the claim: when two sweepers (a supervisor and the operator) judge the same job abandoned,
+#: only the one whose ZREM removed it acts, so the job is requeued once, never twice.
+#: KEYS: started registry, job hash, queue list, failed registry, stats hash.
+#: ARGV: registry entry, job id, "requeue" or "dead", new retries_left, DLQ expiry score.
+_RECOVER_ONE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HGET', KEYS[2], 'status') ~= 'started' then return 0 end
+if ARGV[3] == 'requeue' then
+  redis.call('HSET', KEYS[2], 'status', 'queued', 'retries_left', ARGV[4])
+  redis.call('RPUSH', KEYS[3], ARGV[2])
+  redis.call('HINCRBY', KEYS[5], 'recovered', 1)
+else
+  redis.call('HSET', KEYS[2], 'status', 'failed')
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[2])
+  redis.call('HINCRBY', KEYS[5], 'failed', 1)
+end
+return 1
+"""
+
+
 def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
     """Recover jobs whose worker died: retry while attempts remain, else dead-letter with why.
 
     A started-registry entry is abandoned when its heartbeat expired, or when its worker's key is
     gone, or when its worker was on this host and the pid no longer exists. Needs no live worker
-    of the queue. Each job moves in one MULTI/EXEC, so a crash here loses nothing.
+    of the queue. Each job moves in one atomic script, so a crash here loses nothing, and two
+    sweepers running at once cannot both requeue it.
 
     Also returns to the queue jobs stranded in RQ's intermediate list: a worker that died between
     taking a job (BLMOVE) and starting it leaves the id there. RQ's own maintenance repairs that
@@ -198,6 +220,7 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
     q = get_queue(queue, conn)
     started = StartedJobRegistry(queue, conn)
     failed = FailedJobRegistry(queue, conn)
+    recover = conn.register_script(_RECOVER_ONE)
     report = CleanReport(queue)
     now = time.time()
     entries = cast(list[tuple[bytes, float]], conn.zrange(started.key, 0, -1, withscores=True))
@@ -212,40 +235,31 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
             if dead is None:
                 continue
             reason = dead
-        job = Job.fetch(job_id, connection=conn) if conn.exists(Job.key_for(job_id)) else None
-        with conn.pipeline(transaction=True) as pipe:
-            pipe.zrem(started.key, composite)
-            if job is None or job.get_status(refresh=False) != JobStatus.STARTED:
-                pipe.execute()
-                continue
-            if job.retries_left:
-                pipe.hset(
-                    job.key,
-                    mapping={
-                        "status": JobStatus.QUEUED.value,
-                        "retries_left": job.retries_left - 1,
-                    },
-                )
-                pipe.rpush(q.key, job.id)
-                pipe.hincrby(stats_key(queue), "recovered", 1)
-                report.requeued.append(job.id)
-            else:
-                message = f"AbandonedJobError: {reason}; no attempts left, dead-lettered"
-                pipe.hset(job.key, "status", JobStatus.FAILED.value)
-                # A failure Result, as RQ records one, so latest_result() and rq-dashboard show it.
-                Result.create_failure(
-                    job,
-                    _failure_ttl(job),
-                    message,
-                    worker_name,
-                    pipeline=pipe,
-                    execution_id=execution_id,
-                )
-                pipe.zadd(failed.key, {job.id: now + _failure_ttl(job)})
-                pipe.hincrby(stats_key(queue), "failed", 1)
-                report.dead_lettered.append(job.id)
-            report.reasons[job.id] = reason
-            pipe.execute()
+        if not conn.exists(Job.key_for(job_id)):
+            conn.zrem(started.key, composite)  # a leftover entry of a job that is gone
+            continue
+        job = Job.fetch(job_id, connection=conn)
+        requeue = bool(job.retries_left)
+        keys = [started.key, job.key, q.key, failed.key, stats_key(queue)]
+        args = [
+            composite,
+            job.id,
+            "requeue" if requeue else "dead",
+            (job.retries_left or 1) - 1,
+            now + _failure_ttl(job),
+        ]
+        if not recover(keys=keys, args=args):
+            continue  # finished meanwhile, or another sweeper got there first
+        report.reasons[job.id] = reason
+        if requeue:
+            report.requeued.append(job.id)
+            continue
+        report.dead_lettered.append(job.id)
+        # A failure Result, as RQ records one, so latest_result() and rq-dashboard show why.
+        message = f"AbandonedJobError: {reason}; no attempts left, dead-lettered"
+        Result.create_failure(
+            job, _failure_ttl(job), message, worker_name, execution_id=execution_id
+        )
     _recover_intermediate(conn, q, report)
     return report
 
