@@ -9,20 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from finex_workers.settings import SettingsError
-
-
-def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number (allowed: {lo}..{hi})") from None
-    if not lo <= value <= hi:
-        raise SettingsError(f"{name}={value} is out of range (allowed: {lo}..{hi})")
-    return value
+from finex_workers.settings import env_number
 
 
 @dataclass(frozen=True)
@@ -41,9 +28,9 @@ class OperatorSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorSettings:
         env = os.environ if env is None else env
         return cls(
-            sweep_seconds=_float(env, "FINEX_OPERATOR_SWEEP_SECONDS", 10.0, 0.5, 3600),
-            grace_margin_seconds=int(
-                _float(env, "FINEX_OPERATOR_GRACE_MARGIN_SECONDS", 30, 0, 3600)
+            sweep_seconds=env_number(env, "FINEX_OPERATOR_SWEEP_SECONDS", 10.0, 0.5, 3600),
+            grace_margin_seconds=env_number(
+                env, "FINEX_OPERATOR_GRACE_MARGIN_SECONDS", 30, 0, 3600
             ),
-            dlq_scan_limit=int(_float(env, "FINEX_OPERATOR_DLQ_SCAN_LIMIT", 500, 1, 100000)),
+            dlq_scan_limit=env_number(env, "FINEX_OPERATOR_DLQ_SCAN_LIMIT", 500, 1, 100000),
         )

@@ -42,6 +42,8 @@ from typing import Any
 
 import yaml
 
+from finex_workers.localservices import pid_alive
+
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS_FILE = REPO / "hack" / "k8s-versions.env"
 STATE_DIR = REPO / ".data" / "cluster"  # where `up` keeps its cluster (.data/ is git-ignored)
@@ -185,16 +187,6 @@ def _https_ok(url: str, context: ssl.SSLContext) -> bool:
 def _kill_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- certificates (openssl CLI) ----------------------------------------------------------------
@@ -797,7 +789,7 @@ def _remove_orphaned_workdirs(parent: Path) -> None:
             owner = int((old / "owner.pid").read_text())
         except (OSError, ValueError):
             continue
-        if not _pid_alive(owner):
+        if not pid_alive(owner):
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -876,7 +868,7 @@ def _serve(nodes: int, ready_fd: int | None) -> int:
 
 def _up(nodes: int, foreground: bool) -> int:
     state = _read_state()
-    if state and _pid_alive(int(state["pid"])):
+    if state and pid_alive(int(state["pid"])):
         print(f"already running (pid {state['pid']})")
         _print_usage(state)
         return 0
@@ -942,15 +934,15 @@ def _down() -> int:
         shutil.rmtree(STATE_DIR, ignore_errors=True)
         return 0
     pid = int(state["pid"])
-    if _pid_alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
     # Whatever is still there (the server was killed hard): stop the children's groups.
     for child in state.get("children", {}).values():
         _kill_group(int(child), signal.SIGKILL)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     print("local control plane stopped")

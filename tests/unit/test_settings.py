@@ -44,3 +44,13 @@ def test_budget_counts_only_the_queues_a_process_runs() -> None:
     s.check_budget(["growth"])  # 10 fits 15
     with pytest.raises(SettingsError, match=r"need 20 PostgreSQL connections \(matrix 20\)"):
         s.check_budget(["matrix"])
+
+
+def test_operator_settings_refuse_bad_values_the_same_way() -> None:
+    from finex_operator.settings import OperatorSettings
+
+    assert OperatorSettings.from_env({"FINEX_OPERATOR_SWEEP_SECONDS": "2.5"}).sweep_seconds == 2.5
+    with pytest.raises(SettingsError, match=r"FINEX_OPERATOR_SWEEP_SECONDS='soon' is not a number"):
+        OperatorSettings.from_env({"FINEX_OPERATOR_SWEEP_SECONDS": "soon"})
+    with pytest.raises(SettingsError, match=r"FINEX_OPERATOR_DLQ_SCAN_LIMIT=0 is out of range"):
+        OperatorSettings.from_env({"FINEX_OPERATOR_DLQ_SCAN_LIMIT": "0"})

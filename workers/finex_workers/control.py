@@ -7,13 +7,11 @@ FailedJobRegistry for the queue, so rq-dashboard shows the same jobs.
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, cast
 
 import redis
@@ -30,6 +28,7 @@ from rq.registry import (
 from rq.results import Result
 from rq.worker import BaseWorker, Worker
 
+from finex_workers.localservices import pid_alive
 from finex_workers.queues import check_queue_name, get_queue, paused_key, stats_key, text
 
 Progress = Callable[[int, int], None]
@@ -163,24 +162,9 @@ def _worker_dead_reason(conn: redis.Redis, worker_name: str) -> str | None:
         return f"worker {worker_name} registered its death"
     host = text(data.get(b"hostname") or b"")
     pid = int(data.get(b"pid") or 0)
-    if host == socket.gethostname() and pid and not _pid_alive(pid):
+    if host == socket.gethostname() and pid and not pid_alive(pid):
         return f"worker {worker_name} (pid {pid} on this host) is not running"
     return None
-
-
-def _pid_alive(pid: int) -> bool:
-    """True if pid runs here; a zombie (killed, not yet reaped) counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 #: Claims one abandoned execution and moves its job on, atomically. Removing the registry entry

@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from finex_workers.queues import QUEUE_NAMES
+
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -22,17 +25,28 @@ DEFAULT_CONCURRENCY: Mapping[str, int] = {"matrix": 5, "growth": 10, "probabilit
 MAX_CONCURRENCY = 64
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+def env_number(env: Mapping[str, str], name: str, default: N, lo: N, hi: N) -> N:
+    """The variable as a number of default's type, within lo..hi; unset or blank is default.
+
+    A bad value raises SettingsError naming the variable and the allowed range. The operator's
+    settings use it too, so every process reports bad configuration the same way.
+    """
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
+    kind = type(default)
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer (allowed: {lo}..{hi})") from None
+        what = "an integer" if kind is int else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {what} (allowed: {lo}..{hi})") from None
     if not lo <= value <= hi:
         raise SettingsError(f"{name}={value} is out of range (allowed: {lo}..{hi})")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    return env_number(env, name, default, lo, hi)
 
 
 def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
