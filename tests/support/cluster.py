@@ -793,6 +793,10 @@ def _remove_orphaned_workdirs(parent: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+#: Starts tried when a component loses its port to another process (see start_cluster).
+PORT_RACE_ATTEMPTS = 3
+
+
 def start_cluster(
     workdir: Path | None = None, nodes: int = 2, remove_workdir: bool | None = None
 ) -> Cluster:
@@ -807,18 +811,27 @@ def start_cluster(
         _remove_orphaned_workdirs(REPO / ".data")
         workdir = Path(tempfile.mkdtemp(prefix="k8s-", dir=REPO / ".data"))
         remove_workdir = True if remove_workdir is None else remove_workdir
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "owner.pid").write_text(f"{os.getpid()}\n")
-    cluster = Cluster(
-        workdir=workdir, tools=tools, nodes=nodes, remove_workdir=bool(remove_workdir)
-    )
-    _install_handlers()
-    try:
-        cluster.start()
-    except BaseException:
-        cluster.stop()
-        raise
-    return cluster
+    # Ports are picked free, then bound seconds later by the components; another process on the
+    # machine can take one in between. That failure is retried with fresh ports.
+    for attempt in range(1, PORT_RACE_ATTEMPTS + 1):
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "owner.pid").write_text(f"{os.getpid()}\n")
+        cluster = Cluster(
+            workdir=workdir, tools=tools, nodes=nodes, remove_workdir=bool(remove_workdir)
+        )
+        _install_handlers()
+        try:
+            cluster.start()
+        except ClusterStartError as exc:
+            cluster.stop()
+            if "address already in use" not in str(exc) or attempt == PORT_RACE_ATTEMPTS:
+                raise
+            continue
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+    raise AssertionError("unreachable")
 
 
 # --- command line: up / down -------------------------------------------------------------------
