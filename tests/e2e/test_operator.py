@@ -481,6 +481,37 @@ def test_drain_timeout_with_abort_resumes_the_queues_without_stopping(
     assert "DrainTimedOut" in [r for r, _ in events(k8s_api, k8s_namespace)]
 
 
+def test_drain_timeout_with_proceed_restarts_anyway_and_the_running_job_still_commits(
+    operator: Operator,
+    secret: str,
+    kubectl: Kubectl,
+    k8s_api: client.ApiClient,
+    k8s_namespace: str,
+    redis_conn: redis.Redis,
+    db: psycopg.Connection,
+    fleet_env: dict[str, str],
+    start_fleet,
+):
+    settings = Settings.from_env(fleet_env)
+    apply(kubectl, pool(drainTimeoutSeconds=2, onDrainTimeout="Proceed"))
+    wait_ready(k8s_api, k8s_namespace)
+    fleet = start_fleet(["growth"])
+    fleet.wait_ready(redis_conn)
+    probe(redis_conn, settings, "growth", "slow", hold=8)
+    wait_for("a job in flight", lambda: control.active_jobs(redis_conn, "growth"))
+    recorder = PhaseRecorder(k8s_api, k8s_namespace)
+    kubectl("annotate", "fwp", "pool", "finex.io/restart=growth@1")
+    recorder.until("Done", timeout=60)
+    restart = get_pool(k8s_api, k8s_namespace)["status"]["restart"]
+    assert [h["phase"] for h in restart["history"]] == PHASES
+    assert restart["result"] == "Succeeded"
+    assert "DrainTimedOut" in [r for r, _ in events(k8s_api, k8s_namespace)]
+    assert not control.is_paused(redis_conn, "growth")
+    assert deployment(k8s_api, k8s_namespace, "growth").spec.replicas == 1
+    # Proceeding did not cut the job off: its worker (here on the host) finishes and commits.
+    wait_for("the slow job to commit", lambda: probes_done(db, ["slow"]) == {"slow": 1}, 30)
+
+
 # -- DLQ policy and stuck jobs ----------------------------------------------------------------
 
 
