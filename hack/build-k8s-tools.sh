@@ -4,7 +4,7 @@
 #   etcd                                                              (go.etcd.io/etcd/server/v3)
 #   kwok                                                              (sigs.k8s.io/kwok/cmd/kwok)
 #   helm                                                              (helm.sh/helm/vN/cmd/helm)
-# plus prometheus-operator's PrometheusRule/ServiceMonitor CRD YAML, taken from its module zip.
+# plus prometheus-operator's PrometheusRule/ServiceMonitor/PodMonitor CRD YAML, from its module zip.
 #
 # Versions come from hack/k8s-versions.env. Everything lands in $K8S_CACHE/$KUBERNETES_VERSION
 # (bin/, crds/), outside the repository; Go's module and build caches for this live in
@@ -35,7 +35,7 @@ k8s_stamp="kubernetes $KUBERNETES_VERSION"
 etcd_stamp="etcd $ETCD_VERSION"
 kwok_stamp="kwok $KWOK_VERSION"
 helm_stamp="helm $HELM_VERSION"
-crds_stamp="prometheus-operator $PROMETHEUS_OPERATOR_VERSION"
+crds_stamp="prometheus-operator $PROMETHEUS_OPERATOR_VERSION prometheusrules servicemonitors podmonitors"
 
 all_done() {
     stamp_ok kubernetes "$k8s_stamp" && stamp_ok etcd "$etcd_stamp" && stamp_ok kwok "$kwok_stamp" &&
@@ -84,7 +84,7 @@ build_crds() {
     dir=$(mod_field "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" Dir)
     [ -n "$dir" ] || die "could not download github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION"
     src=$dir/example/prometheus-operator-crd
-    for kind in prometheusrules servicemonitors; do
+    for kind in prometheusrules servicemonitors podmonitors; do
         [ -f "$src/monitoring.coreos.com_$kind.yaml" ] || die "$src has no monitoring.coreos.com_$kind.yaml"
         cp "$src/monitoring.coreos.com_$kind.yaml" "$crds/"
         chmod 644 "$crds/monitoring.coreos.com_$kind.yaml"

@@ -93,6 +93,8 @@ def test_install_in_a_restricted_namespace_admits_every_pod(
         "serviceMonitor.enabled=true",
         "--set",
         "prometheusRule.enabled=true",
+        "--set",
+        "podMonitor.enabled=true",
         # The migration hook Job must be admitted and complete, or the install fails.
         "--set",
         "migrations.enabled=true",
@@ -281,7 +283,7 @@ def test_operator_rbac_namespaced_reaches_only_the_watched_namespaces(
 
 NAMESPACED_KINDS = (
     "deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,networkpolicies,"
-    "servicemonitors,prometheusrules,finexworkerpools,configmaps"
+    "servicemonitors,podmonitors,prometheusrules,finexworkerpools,configmaps"
 )
 
 
@@ -323,6 +325,8 @@ def test_upgrade_then_uninstall_leaves_only_the_kept_crd(
         "serviceMonitor.enabled=true",
         "--set",
         "prometheusRule.enabled=true",
+        "--set",
+        "podMonitor.enabled=true",
         "--set",
         "samplePool.enabled=true",
         "--set",

@@ -22,6 +22,7 @@ ALL_ON = {
     "prometheusRule": {"enabled": True},
     "samplePool": {"enabled": True},
     "migrations": {"enabled": True},
+    "podMonitor": {"enabled": True},
 }
 FORBIDDEN_VERBS = {"*", "escalate", "bind", "impersonate", "delete", "deletecollection"}
 
@@ -68,6 +69,7 @@ def test_default_render_has_the_expected_objects() -> None:
 def test_switches_add_and_remove_objects() -> None:
     on = render(ALL_ON)
     assert len(find(on, "ServiceMonitor")) == 1
+    assert len(find(on, "PodMonitor")) == 1
     assert len(find(on, "PrometheusRule")) == 1
     assert len(find(on, "FinexWorkerPool")) == 1
     off = render(
@@ -272,6 +274,40 @@ def test_network_policy_selects_the_pods_the_operator_builds() -> None:
     from finex_operator import builders
 
     assert builders.POOL_LABEL == "finex.io/pool"
+
+
+@pytest.mark.parametrize("watch", [[], ["team-a"]])
+def test_pod_monitor_scrapes_the_metrics_port_of_the_pods_the_operator_builds(
+    watch: list[str],
+) -> None:
+    from finex_operator import builders
+    from finex_operator.spec import parse_spec
+
+    (monitor,) = find(
+        render({"podMonitor": {"enabled": True}, "operator": {"watchNamespaces": watch}}),
+        "PodMonitor",
+    )
+    spec = monitor["spec"]
+    assert spec["namespaceSelector"] == ({"matchNames": watch} if watch else {"any": True})
+    (expr,) = spec["selector"]["matchExpressions"]
+    (endpoint,) = spec["podMetricsEndpoints"]
+    # A worker Deployment as the operator builds it: the selector matches, the port exists.
+    pool_spec = parse_spec(
+        {
+            "image": "x",
+            "queues": [{"name": "growth", "replicas": 1, "concurrency": 2}],
+            "redis": {"urlSecretRef": {"name": "s", "key": "r"}},
+            "database": {"urlSecretRef": {"name": "s", "key": "d"}, "connectionBudget": 10},
+        }
+    )
+    dep = builders.deployment(
+        pool="p", uid="u", spec=pool_spec, queue="growth", replicas=1, grace_margin=30
+    )
+    template = dep["spec"]["template"]
+    assert expr == {"key": "finex.io/pool", "operator": "Exists"}
+    assert expr["key"] in template["metadata"]["labels"]
+    ports = [p["name"] for c in template["spec"]["containers"] for p in c.get("ports", [])]
+    assert endpoint["port"] in ports
 
 
 def test_sample_pool_defaults_its_image_to_the_chart_image() -> None:

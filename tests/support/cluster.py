@@ -407,9 +407,9 @@ class Cluster:
         return self._run_tool("helm", args, kubeconfig, None, check, timeout)
 
     def install_monitoring_crds(self) -> None:
-        """Apply prometheus-operator's PrometheusRule and ServiceMonitor CRDs and wait for them.
+        """Apply prometheus-operator's PrometheusRule, ServiceMonitor and PodMonitor CRDs, and wait.
 
-        Charts that ship a PrometheusRule or ServiceMonitor need these kinds to exist.
+        Charts that ship those kinds need them to exist.
         """
         files = sorted(self.tools.crds.glob("*.yaml"))
         args = [arg for f in files for arg in ("-f", str(f))]
