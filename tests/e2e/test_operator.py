@@ -562,9 +562,13 @@ def test_dlq_jobs_are_retried_with_backoff_then_parked_and_retry_annotation_forc
         lambda: (d := control.list_dlq(redis_conn, "growth")) and d[0].dlq_retries == 3,
         timeout=30,
     )
-    reasons = [r for r, _ in events(k8s_api, k8s_namespace)]
-    for reason in ("DLQAutoRetry", "DLQRetried", "DLQJobsParked", "DLQRetryRequested"):
-        assert reason in reasons
+    # Events are posted after the actions (act, then report): wait for them, don't race them.
+    wanted = {"DLQAutoRetry", "DLQRetried", "DLQJobsParked", "DLQRetryRequested"}
+    wait_for(
+        f"the Events {sorted(wanted)}",
+        lambda: wanted <= {r for r, _ in events(k8s_api, k8s_namespace)},
+        timeout=10,
+    )
 
 
 def test_stuck_jobs_are_swept_even_for_a_queue_scaled_to_zero(
@@ -592,4 +596,9 @@ def test_stuck_jobs_are_swept_even_for_a_queue_scaled_to_zero(
         lambda: redis_conn.lindex(get_queue("probability", redis_conn).key, 0) == job_id.encode(),
         timeout=30,
     )
-    assert "StuckJobsRecovered" in [r for r, _ in events(k8s_api, k8s_namespace)]
+    # The Event is posted just after the requeue (act, then report): wait for it, don't race it.
+    wait_for(
+        "the StuckJobsRecovered Event",
+        lambda: "StuckJobsRecovered" in [r for r, _ in events(k8s_api, k8s_namespace)],
+        timeout=10,
+    )
