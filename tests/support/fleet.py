@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,11 +40,14 @@ class Fleet:
         if burst:
             argv.append("--burst")
         argv += list(args)
+        # A file, not a pipe: nobody reads the log while the fleet runs, and a full pipe would
+        # block every worker that logs (three lines per job).
+        self.log = tempfile.NamedTemporaryFile(prefix="finex-fleet-", suffix=".log")  # noqa: SIM115
         self.proc = subprocess.Popen(
             argv,
             env=full_env,
             start_new_session=True,
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
         )
 
@@ -51,19 +55,21 @@ class Fleet:
         for queue in self.queues:
             wait_for(
                 f"{per_queue} live worker(s) on {queue}",
-                lambda q=queue: len(control.live_workers(conn, q)) >= per_queue,
+                lambda q=queue: self._exited() or len(control.live_workers(conn, q)) >= per_queue,
                 timeout,
             )
+            assert not self._exited(), f"the fleet exited:\n{self.output()[-3000:]}"
+
+    def _exited(self) -> bool:
+        return self.proc.poll() is not None
 
     def signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
 
     def output(self) -> str:
-        if self.proc.poll() is None:
-            return ""
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read().decode(errors="replace")
+        """What the supervisor and its workers logged so far."""
+        return Path(self.log.name).read_text(errors="replace")
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -74,6 +80,7 @@ class Fleet:
                 self.signal_group(signal.SIGKILL)
                 self.proc.wait()
         self.signal_group(signal.SIGKILL)  # stragglers in the group, if any
+        self.log.close()
 
 
 def probe(conn: redis.Redis, settings: Settings, queue: str, probe_id: str, hold: float = 0) -> str:
