@@ -1,8 +1,9 @@
 """The naive baseline for the matrix benchmark: one RQ job per (asset, scenario) pair.
 
 Each job computes and upserts one cell with ``domain.compute_matrix``'s own ``INSERT ... SELECT
-... ON CONFLICT DO UPDATE``, narrowed to one pair, in its own autocommit transaction. It is what a straightforward "enqueue
-a job per cell" design would do, so the benchmark can show what batching buys.
+... ON CONFLICT DO UPDATE``, narrowed to one pair, in its own autocommit transaction. It is
+what a straightforward "enqueue a job per cell" design would do, so the benchmark can show what
+batching buys.
 """
 
 from __future__ import annotations
