@@ -11,6 +11,7 @@ import time
 import psycopg
 import redis
 from rq.job import Job, JobStatus
+from rq.worker import Worker
 
 from finex_workers import control, enqueue
 from finex_workers.queues import get_queue
@@ -205,7 +206,34 @@ def test_sigterm_during_a_job_lets_it_commit(redis_conn, db, settings, start_fle
 def test_stop_verb_asks_workers_to_exit(redis_conn, settings, start_fleet) -> None:
     fleet = start_fleet(["probability"])
     fleet.wait_ready(redis_conn)
-    assert len(control.stop_workers(redis_conn, "probability")) == 1
+    # Right after it is listed as live, a worker must already hear the command (no start-up race).
+    report = control.stop_workers(redis_conn, "probability")
+    assert len(report.asked) == 1, report
+    assert report.unreachable == []
+    assert fleet.proc.wait(60) == 0
+
+
+def test_stop_verb_names_a_registered_worker_that_is_not_listening(
+    redis_conn, settings, start_fleet
+) -> None:
+    fleet = start_fleet(["probability"])
+    fleet.wait_ready(redis_conn)
+    # A registration with nobody subscribed to its command channel: what a worker that died
+    # within its heartbeat TTL leaves behind.
+    ghost = Worker(["probability"], connection=redis_conn, name="ghost-worker")
+    ghost.register_birth()
+
+    out = subprocess.run(
+        [sys.executable, "-m", "finex_workers.cli", "workers", "stop", "--worker", "probability"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"REDIS_URL": settings.redis_url, "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 1, out
+    assert "asked 1 worker(s)" in out.stdout
+    assert "ghost-worker" in out.stderr
+    assert "clean-stuck-jobs" in out.stderr
     assert fleet.proc.wait(60) == 0
 
 

@@ -101,10 +101,19 @@ def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
     from finex_workers import control
 
     conn = _redis(settings)
+    code = 0
     for queue in _queues(args):
-        names = control.stop_workers(conn, queue)
-        print(f"{queue}: asked {len(names)} worker(s) to finish their job and exit")
-    return 0
+        report = control.stop_workers(conn, queue)
+        print(f"{queue}: asked {len(report.asked)} worker(s) to finish their job and exit")
+        if report.unreachable:
+            code = 1
+            print(
+                f"{queue}: {len(report.unreachable)} registered worker(s) are not listening for "
+                f"commands (probably dead): {', '.join(report.unreachable)}. "
+                "`finex workers clean-stuck-jobs` recovers their jobs.",
+                file=sys.stderr,
+            )
+    return code
 
 
 def cmd_pause(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import redis
-from rq.command import send_shutdown_command
+from rq.command import PUBSUB_CHANNEL_TEMPLATE, send_shutdown_command
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.queue import Queue
@@ -126,13 +126,35 @@ def active_jobs(conn: redis.Redis, queue: str) -> int:
 # -- stop ------------------------------------------------------------------------------------
 
 
-def stop_workers(conn: redis.Redis, queue: str) -> list[str]:
-    """Ask every live worker of the queue to finish its job and exit (warm shutdown)."""
-    names = []
-    for worker in live_workers(conn, queue):
-        send_shutdown_command(conn, worker.name)
-        names.append(worker.name)
-    return names
+@dataclass
+class StopReport:
+    """Which live workers were asked to stop, and which had nobody listening for the command."""
+
+    queue: str
+    asked: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+
+
+def stop_workers(conn: redis.Redis, queue: str) -> StopReport:
+    """Ask every live worker of the queue to finish its job and exit (warm shutdown).
+
+    The command goes over RQ's pub/sub channel, which keeps nothing for absent listeners, so a
+    worker whose channel has no subscriber (a process that died within its heartbeat TTL) is
+    reported as unreachable instead of being counted as asked.
+    """
+    report = StopReport(queue)
+    names = [worker.name for worker in live_workers(conn, queue)]
+    if not names:
+        return report
+    channels = [PUBSUB_CHANNEL_TEMPLATE % name for name in names]
+    listeners = {text(channel): count for channel, count in conn.pubsub_numsub(*channels)}
+    for name, channel in zip(names, channels, strict=True):
+        if listeners.get(channel, 0):
+            send_shutdown_command(conn, name)
+            report.asked.append(name)
+        else:
+            report.unreachable.append(name)
+    return report
 
 
 # -- stuck jobs ------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ What we add:
   same pipeline as RQ's own bookkeeping.
 - Optional job metrics (duration, outcome) per attempt, for the supervisor's /metrics.
 - SIGTERM is RQ's warm shutdown: the running job finishes and commits, then the process exits.
+- The worker listens on its command channel before it registers, so it never shows up as live
+  while a ``finex workers stop`` (RQ's ``shutdown`` command over pub/sub) would still be lost.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 PAUSE_POLL_SECONDS = 0.2
 #: Longest a worker blocks waiting for a job before re-checking stop/pause state, in seconds.
 DEQUEUE_TIMEOUT = 5
+#: Longest a starting worker waits for Redis to confirm its command-channel subscription.
+SUBSCRIBE_TIMEOUT = 10.0
 
 
 class FinexWorker(SimpleWorker):
@@ -57,6 +61,25 @@ class FinexWorker(SimpleWorker):
     @property
     def queue_name(self) -> str:
         return str(self.queues[0].name)
+
+    def register_birth(self) -> None:
+        # RQ registers the worker and only then subscribes to its command channel, so a command
+        # published in between reaches nobody. Subscribe first: once listed, a worker hears it.
+        self.subscribe()
+        super().register_birth()  # type: ignore[no-untyped-call]
+
+    def subscribe(self) -> None:
+        if self.pubsub_thread is not None:  # already done by register_birth
+            return
+        super().subscribe()  # type: ignore[no-untyped-call]
+        # The pub/sub connection sends SUBSCRIBE without waiting for the reply; wait until Redis
+        # counts the subscriber, so the registration that follows is never ahead of it.
+        deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
+        channel = self.pubsub_channel_name
+        while not self.connection.pubsub_numsub(channel)[0][1]:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Redis did not confirm the subscription to {channel}")
+            time.sleep(0.01)
 
     @property
     def dequeue_timeout(self) -> int:
