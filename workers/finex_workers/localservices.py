@@ -42,7 +42,13 @@ class LocalService:
         if self.process.poll() is not None:
             return
         sig = signal.SIGINT if self.name == "postgresql" else signal.SIGTERM
-        self.process.send_signal(sig)
+        # To the whole group (each server starts in its own session): as root, PostgreSQL runs
+        # under runuser, which would pass the signal on as SIGTERM, PostgreSQL's slow "smart"
+        # shutdown that waits for every client to leave.
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            self.process.send_signal(sig)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
