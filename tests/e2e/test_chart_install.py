@@ -567,6 +567,7 @@ def test_installed_operator_reconciles_a_pool_with_only_its_rbac(
         k8s_cluster.kubectl("delete", "fwp", "--all", "-n", ns, "--timeout=60s")
     finally:
         operator.stop()
+        print(operator.output()[-20000:])  # pytest shows it when the test fails
     log = operator.output()
     assert "Forbidden" not in log, log[-4000:]
     assert "Not enough permissions" not in log, log[-4000:]

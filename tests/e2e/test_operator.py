@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import redis
 from kubernetes import client
+from rq.registry import StartedJobRegistry
 
 from finex_workers import control, enqueue
 from finex_workers.queues import get_queue
@@ -575,14 +576,41 @@ def test_stuck_jobs_are_swept_even_for_a_queue_scaled_to_zero(
     job_id = probe(redis_conn, settings, "probability", "orphan", hold=30)
     wait_for("a job in flight", lambda: control.active_jobs(redis_conn, "probability"))
     fleet.signal_group(signal.SIGKILL)  # the worker dies mid-job; no worker is left
-    wait_for(
-        "the operator to requeue the abandoned job",
-        lambda: redis_conn.lindex(get_queue("probability", redis_conn).key, 0) == job_id.encode(),
-        timeout=30,
-    )
+    try:
+        wait_for(
+            "the operator to requeue the abandoned job",
+            lambda: (
+                redis_conn.lindex(get_queue("probability", redis_conn).key, 0) == job_id.encode()
+            ),
+            timeout=30,
+        )
+    except AssertionError:
+        print(sweep_diagnostics(redis_conn, "probability"))
+        print(get_pool(k8s_api, k8s_namespace).get("status"))
+        print(operator.logs()[-8000:])
+        raise
     # The Event is posted just after the requeue (act, then report): wait for it, don't race it.
     wait_for(
         "the StuckJobsRecovered Event",
         lambda: "StuckJobsRecovered" in [r for r, _ in events(k8s_api, k8s_namespace)],
         timeout=10,
     )
+
+
+def sweep_diagnostics(conn: redis.Redis, queue: str) -> str:
+    """What a sweep would see, for a failure message: started entries, their workers, the queue."""
+    lines = [f"now={time.time():.1f} queue={conn.lrange(get_queue(queue, conn).key, 0, -1)}"]
+    for entry, score in conn.zrange(StartedJobRegistry(queue, conn).key, 0, -1, withscores=True):
+        job_id, _, execution = entry.decode().partition(":")
+        worker = conn.hget(f"rq:execution:{job_id}:{execution}", "worker_name") or b""
+        data = conn.hgetall(f"rq:worker:{worker.decode()}")
+        pid = int(data.get(b"pid") or 0)
+        state = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}").exists() else "gone"
+        lines.append(f"started {entry!r} score={score:.1f} worker={worker!r} {data} pid {state}")
+    for key in conn.keys("rq:job:*"):
+        job = conn.hgetall(key)
+        lines.append(f"{key!r}: status={job.get(b'status')!r} worker={job.get(b'worker_name')!r}")
+    for worker_key in conn.smembers("rq:workers"):
+        lines.append(f"registered {worker_key!r}: {conn.hgetall(worker_key)}")
+    lines.append(f"clean_stuck_jobs now: {control.clean_stuck_jobs(conn, queue)}")
+    return "\n".join(lines)

@@ -16,6 +16,7 @@ from rq.worker import Worker
 from finex_workers import control, enqueue
 from finex_workers.queues import get_queue
 from finex_workers.settings import Settings
+from finex_workers.worker import FinexWorker
 from tests.support.fleet import probe
 from tests.support.waiting import wait_for
 
@@ -309,6 +310,43 @@ def test_job_stranded_between_pop_and_start_is_returned_to_its_queue(
 
     start_fleet(["matrix"])
     wait_for("stranded job to run", lambda: probe_row(db, "stranded") == (1, True))
+
+
+def test_job_registered_but_not_yet_started_by_a_dead_worker_goes_back_without_using_an_attempt(
+    redis_conn, db, settings, start_fleet
+) -> None:
+    job_id = probe(redis_conn, settings, "growth", "half-started")
+    retries = Job.fetch(job_id, connection=redis_conn).retries_left
+    q = get_queue("growth", redis_conn)
+    # A real worker's first two steps, then nothing: what a SIGKILL between RQ registering the
+    # execution and marking the job started leaves behind.
+    worker = FinexWorker([q], connection=redis_conn, name="dies-before-start")
+    worker.register_birth()
+    try:
+        taken = worker.dequeue_job_and_maintain_ttl(timeout=1)
+        assert taken is not None
+        worker.prepare_execution(taken[0])
+    finally:
+        worker.unsubscribe()
+    assert status(redis_conn, job_id) == "queued"
+    assert control.active_jobs(redis_conn, "growth") == 1
+    assert redis_conn.lrange(q.intermediate_queue_key, 0, -1) == [job_id.encode()]
+    # The process is gone but its registration has not expired yet, as right after a SIGKILL.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    redis_conn.hset(worker.key, "pid", dead.pid)
+    assert [w.name for w in control.live_workers(redis_conn, "growth")] == [worker.name]
+
+    report = control.clean_stuck_jobs(redis_conn, "growth")
+    assert report.requeued == [job_id]
+    assert "before the job started" in report.reasons[job_id]
+    assert redis_conn.lrange(q.key, 0, -1) == [job_id.encode()]
+    assert redis_conn.llen(q.intermediate_queue_key) == 0
+    assert control.active_jobs(redis_conn, "growth") == 0
+    assert Job.fetch(job_id, connection=redis_conn).retries_left == retries
+
+    start_fleet(["growth"])
+    wait_for("the job to run", lambda: probe_row(db, "half-started") == (1, True))
 
 
 def test_retry_dlq_killed_half_way_loses_no_job(redis_conn, fleet_env, settings) -> None:

@@ -192,11 +192,21 @@ def _worker_dead_reason(conn: redis.Redis, worker_name: str) -> str | None:
 #: Claims one abandoned execution and moves its job on, atomically. Removing the registry entry
 #: is the claim: when two sweepers (a supervisor and the operator) judge the same job abandoned,
 #: only the one whose ZREM removed it acts, so the job is requeued once, never twice.
-#: KEYS: started registry, job hash, queue list, failed registry, stats hash.
+#: RQ registers the execution before it marks the job started, so a worker killed in between
+#: leaves a job still "queued" and still in the intermediate list: it never ran, so it goes back
+#: to the head of its queue without using up an attempt (returns 2).
+#: KEYS: started registry, job hash, queue list, failed registry, stats hash, intermediate list.
 #: ARGV: registry entry, job id, "requeue" or "dead", new retries_left, DLQ expiry score.
 _RECOVER_ONE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('HGET', KEYS[2], 'status') ~= 'started' then return 0 end
+local status = redis.call('HGET', KEYS[2], 'status')
+if status == 'queued' then
+  if redis.call('LREM', KEYS[6], 1, ARGV[2]) == 0 then return 0 end
+  redis.call('LPUSH', KEYS[3], ARGV[2])
+  redis.call('HINCRBY', KEYS[5], 'recovered', 1)
+  return 2
+end
+if status ~= 'started' then return 0 end
 if ARGV[3] == 'requeue' then
   redis.call('HSET', KEYS[2], 'status', 'queued', 'retries_left', ARGV[4])
   redis.call('RPUSH', KEYS[3], ARGV[2])
@@ -246,7 +256,7 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
             continue
         job = Job.fetch(job_id, connection=conn)
         requeue = bool(job.retries_left)
-        keys = [started.key, job.key, q.key, failed.key, stats_key(queue)]
+        keys = [started.key, job.key, q.key, failed.key, stats_key(queue), q.intermediate_queue_key]
         args = [
             composite,
             job.id,
@@ -254,8 +264,13 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
             (job.retries_left or 1) - 1,
             now + _failure_ttl(job),
         ]
-        if not recover(keys=keys, args=args):
+        outcome = recover(keys=keys, args=args)
+        if not outcome:
             continue  # finished meanwhile, or another sweeper got there first
+        if outcome == 2:
+            report.requeued.append(job.id)
+            report.reasons[job.id] = f"{reason}, before the job started (no attempt used)"
+            continue
         report.reasons[job.id] = reason
         if requeue:
             report.requeued.append(job.id)
