@@ -50,6 +50,10 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="finex.io")
     settings.persistence.finalizer = "finex.io/operator"
     settings.posting.level = logging.INFO
+    # A pool deleted while a tick runs: the tick (a thread) cannot be cancelled, so kopf polls
+    # until it ends before releasing the finalizer. Its default 60 s poll held every such
+    # deletion for a minute; a tick lasts well under its own period.
+    settings.background.cancellation_polling = TICK_SECONDS
     logging.getLogger("kopf.objects").addFilter(_QuietTicks())
     memo.runtime = Runtime(api=_api_client(), settings=OperatorSettings.from_env(), post=_post)
 
