@@ -598,7 +598,7 @@ def test_stuck_jobs_are_swept_even_for_a_queue_scaled_to_zero(
 
 
 def sweep_diagnostics(conn: redis.Redis, queue: str) -> str:
-    """What a sweep would see, for a failure message: started entries, their workers, the queue."""
+    """What a sweep would see, for a failure message; reads only, so the state stays as found."""
     lines = [f"now={time.time():.1f} queue={conn.lrange(get_queue(queue, conn).key, 0, -1)}"]
     for entry, score in conn.zrange(StartedJobRegistry(queue, conn).key, 0, -1, withscores=True):
         job_id, _, execution = entry.decode().partition(":")
@@ -612,5 +612,6 @@ def sweep_diagnostics(conn: redis.Redis, queue: str) -> str:
         lines.append(f"{key!r}: status={job.get(b'status')!r} worker={job.get(b'worker_name')!r}")
     for worker_key in conn.smembers("rq:workers"):
         lines.append(f"registered {worker_key!r}: {conn.hgetall(worker_key)}")
-    lines.append(f"clean_stuck_jobs now: {control.clean_stuck_jobs(conn, queue)}")
+    intermediate = get_queue(queue, conn).intermediate_queue_key
+    lines.append(f"intermediate list: {conn.lrange(intermediate, 0, -1)}")
     return "\n".join(lines)
