@@ -78,7 +78,14 @@ class FinexWorker(SimpleWorker):
         channel = self.pubsub_channel_name
         while not self.connection.pubsub_numsub(channel)[0][1]:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"Redis did not confirm the subscription to {channel}")
+                self.log.warning(
+                    "Worker %s: Redis has not confirmed the subscription to %s after %.0fs; "
+                    "a stop command sent now may be missed",
+                    self.name,
+                    channel,
+                    SUBSCRIBE_TIMEOUT,
+                )
+                return
             time.sleep(0.01)
 
     @property
