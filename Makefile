@@ -11,7 +11,7 @@ K8S_CACHE ?= $(HOME)/.cache/finex/k8s
 export K8S_CACHE
 
 .PHONY: help bootstrap k8s-tools dev test test-unit test-integration test-e2e lint fmt bench \
-        cluster-up cluster-down kind-up kind-down clean chart-sync chart-lint
+        bench-operator cluster-up cluster-down kind-up kind-down clean chart-sync chart-lint
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ fmt: bootstrap ## Apply ruff's formatting and fixes
 
 bench: bootstrap ## Benchmarks: ratios against baselines measured in the same run
 	$(PY) bench/run.py
+
+bench-operator: bootstrap k8s-tools ## Operator latency: pool change to Deployment, vs a plain Deployment
+	$(PY) bench/operator_latency.py
 
 chart-sync: ## Copy crds/ and ops/prometheus-rules.yml into the chart (their single sources)
 	$(PY) hack/sync-chart.py
