@@ -575,7 +575,7 @@ def test_stuck_jobs_are_swept_even_for_a_queue_scaled_to_zero(
     fleet.wait_ready(redis_conn)
     job_id = probe(redis_conn, settings, "probability", "orphan", hold=30)
     wait_for("a job in flight", lambda: control.active_jobs(redis_conn, "probability"))
-    fleet.signal_group(signal.SIGKILL)  # the worker dies mid-job; no worker is left
+    fleet.kill()  # the worker dies mid-job; no worker is left
     try:
         wait_for(
             "the operator to requeue the abandoned job",

@@ -135,8 +135,7 @@ def test_sigkilled_worker_job_is_recovered_by_clean_stuck_jobs(
     fleet.wait_ready(redis_conn)
     job_id = probe(redis_conn, settings, "growth", "killed", hold=4)
     wait_for("probe to start", lambda: status(redis_conn, job_id) == "started")
-    fleet.signal_group(signal.SIGKILL)  # supervisor and worker die mid-transaction
-    fleet.proc.wait()
+    fleet.kill()  # supervisor and worker die mid-transaction
     assert probe_row(db, "killed") is None  # its transaction never committed
 
     report = control.clean_stuck_jobs(redis_conn, "growth")
@@ -167,8 +166,7 @@ def test_stuck_job_without_attempts_left_is_dead_lettered_with_reason(
     fleet.wait_ready(redis_conn)
     job_id = probe(redis_conn, no_retry, "growth", "doomed", hold=30)
     wait_for("probe to start", lambda: status(redis_conn, job_id) == "started")
-    fleet.signal_group(signal.SIGKILL)
-    fleet.proc.wait()
+    fleet.kill()
 
     # No worker of this queue is alive, and the CLI still does the job.
     out = subprocess.run(

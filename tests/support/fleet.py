@@ -67,6 +67,28 @@ class Fleet:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, sig)
 
+    def kill(self) -> None:
+        """SIGKILL the supervisor and its workers; return once none of them runs any more.
+
+        A SIGKILLed process still runs for a moment while the kernel tears it down, and a sweep
+        in that moment rightly sees its pid alive. Zombies count as gone, as in pid_alive.
+        """
+        self.signal_group(signal.SIGKILL)
+        self.proc.wait()
+        wait_for("the fleet's processes to be gone", lambda: not self._running_in_group())
+
+    def _running_in_group(self) -> list[int]:
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # exited while we looked
+            state, pgrp = fields[0], int(fields[2])
+            if pgrp == self.proc.pid and state != "Z":
+                pids.append(int(stat.parent.name))
+        return pids
+
     def output(self) -> str:
         """What the supervisor and its workers logged so far."""
         return Path(self.log.name).read_text(errors="replace")
