@@ -310,7 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
             "*_WORKER_CONCURRENCY); SIGTERM finishes running jobs first",
             cmd_start,
         ),
-        ("stop", "ask live workers to finish their current job and exit", cmd_stop),
+        (
+            "stop",
+            "ask live workers to finish their current job and exit; exits 1 naming any "
+            "registered worker that is not listening (dead)",
+            cmd_stop,
+        ),
         ("pause", "stop workers taking new jobs; enqueues still land", cmd_pause),
         ("resume", "let workers take jobs again", cmd_resume),
         (
