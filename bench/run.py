@@ -213,10 +213,17 @@ class Matrix:
     warm_naive_seconds: float
 
 
-def count_rows(db: psycopg.Connection[Any]) -> int:
+def empty_table(db: psycopg.Connection[Any]) -> None:
+    """Start a variant from no rows and a fresh checkpoint, so none pays for another's writes."""
+    db.execute("TRUNCATE impact_scores")
+    db.execute("CHECKPOINT")
+
+
+def expect_rows(db: psycopg.Connection[Any], expected: int, variant: str) -> None:
     row = db.execute("SELECT count(*) FROM impact_scores").fetchone()
     assert row is not None
-    return int(row[0])
+    if row[0] != expected:
+        raise RuntimeError(f"{variant}: {row[0]} rows, expected {expected}")
 
 
 def warm_drain(
@@ -289,23 +296,19 @@ def bench_matrix(b: Bench, assets: int, scenarios: int, naive_assets: int, procs
         argv = b.finex_argv("ours-matrix", "matrix")
         ours = b.drain("ours-matrix", [argv], env, 2, "matrix", ids)
         ours_seconds = time.perf_counter() - started
-        if count_rows(db) != pairs:
-            raise RuntimeError(f"ours: {count_rows(db)} rows, expected {pairs}")
+        expect_rows(db, pairs, "ours")
         rows = db.execute(f"SELECT {COLUMNS} FROM impact_scores ORDER BY 1, 2").fetchall()
 
         say("matrix ours, warm workers")
-        db.execute("TRUNCATE impact_scores")
-        db.execute("CHECKPOINT")
+        empty_table(db)
         rconn.flushdb()
         warm_ours = warm_drain(b, "ours-matrix-warm", env, 2, procs, enqueue_ours)
-        if count_rows(db) != pairs:
-            raise RuntimeError(f"ours, warm: {count_rows(db)} rows, expected {pairs}")
+        expect_rows(db, pairs, "ours, warm")
 
         subset = [a for chunk in chunks for a in chunk][:naive_assets]
         naive_pairs = len(subset) * len(scenario_ids)
         say(f"matrix naive: {naive_pairs} one-pair jobs, {procs} procs")
-        db.execute("TRUNCATE impact_scores")
-        db.execute("CHECKPOINT")
+        empty_table(db)
 
         def enqueue_naive() -> list[str]:
             data = [
@@ -324,20 +327,16 @@ def bench_matrix(b: Bench, assets: int, scenarios: int, naive_assets: int, procs
         naive = b.drain("naive-matrix", [argv], env, 2, "matrix", ids)
         naive_seconds = time.perf_counter() - started
         say(f"naive-matrix: {len(ids)} jobs in {naive_seconds:.3f}s, workers started included")
-        if count_rows(db) != naive_pairs:
-            raise RuntimeError(f"naive: {count_rows(db)} rows, expected {naive_pairs}")
+        expect_rows(db, naive_pairs, "naive")
 
         say("matrix naive, warm workers")
-        db.execute("TRUNCATE impact_scores")
-        db.execute("CHECKPOINT")
+        empty_table(db)
         rconn.flushdb()
         warm_naive = warm_drain(b, "naive-matrix-warm", env, 2, procs, enqueue_naive)
-        if count_rows(db) != naive_pairs:
-            raise RuntimeError(f"naive, warm: {count_rows(db)} rows, expected {naive_pairs}")
+        expect_rows(db, naive_pairs, "naive, warm")
 
         say(f"matrix COPY: {len(rows)} rows")
-        db.execute("TRUNCATE impact_scores")
-        db.execute("CHECKPOINT")
+        empty_table(db)
         started = time.perf_counter()
         with db.transaction(), db.cursor() as cur:
             copy_sql = f"COPY impact_scores ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
@@ -346,8 +345,7 @@ def bench_matrix(b: Bench, assets: int, scenarios: int, naive_assets: int, procs
                 for row in rows:
                     copy.write_row(row)
         copy_seconds = time.perf_counter() - started
-        if count_rows(db) != pairs:
-            raise RuntimeError(f"COPY: {count_rows(db)} rows, expected {pairs}")
+        expect_rows(db, pairs, "COPY")
     rconn.close()
     return Matrix(
         pairs,

@@ -29,6 +29,16 @@ from tests.support import cluster as k8s
 from tests.support.chart import CHART, CRD_NAME, REPO, adopt_crd
 from tests.support.waiting import wait_for
 
+#: helm flags that turn on every monitoring object the chart ships (their CRDs are installed first).
+MONITORING = (
+    "--set",
+    "serviceMonitor.enabled=true",
+    "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "podMonitor.enabled=true",
+)
+
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -89,12 +99,7 @@ def test_install_in_a_restricted_namespace_admits_every_pod(
         k8s_cluster,
         release,
         k8s_namespace,
-        "--set",
-        "serviceMonitor.enabled=true",
-        "--set",
-        "prometheusRule.enabled=true",
-        "--set",
-        "podMonitor.enabled=true",
+        *MONITORING,
         # The migration hook Job must be admitted and complete, or the install fails.
         "--set",
         "migrations.enabled=true",
@@ -321,12 +326,7 @@ def test_upgrade_then_uninstall_leaves_only_the_kept_crd(
         k8s_cluster,
         release,
         k8s_namespace,
-        "--set",
-        "serviceMonitor.enabled=true",
-        "--set",
-        "prometheusRule.enabled=true",
-        "--set",
-        "podMonitor.enabled=true",
+        *MONITORING,
         "--set",
         "samplePool.enabled=true",
         "--set",
