@@ -29,9 +29,11 @@ from prometheus_client import start_http_server
 from rq import Queue
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 
-from finex_workers import control, localservices
-from finex_workers.metrics import exporter_registry
-from finex_workers.queues import QUEUE_NAMES, redis_from_url
+from finex_workers import control
+from finex_workers.core.names import QUEUE_NAMES
+from finex_workers.dev import localservices
+from finex_workers.infra.redisconn import redis_from_url
+from finex_workers.observability.metrics import exporter_registry
 
 
 def time_scrapes(url: str, n: int) -> float:
@@ -53,7 +55,7 @@ def fill(conn, jobs: int) -> None:
         with conn.pipeline() as pipe:
             datas = [
                 Queue.prepare_data(
-                    "finex_workers.jobs.probe_job",
+                    "finex_workers.runtime.jobs.probe_job",
                     kwargs={"probe_id": f"bench-{i}"},
                     job_id=f"bench-{i}",
                 )

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from finex_workers import dbconn, domain, formulas
-from finex_workers.jobs import require_id, settings
+from finex_workers import domain
+from finex_workers.core import formulas
+from finex_workers.infra import dbconn
+from finex_workers.runtime.jobs import require_id, settings
 
 # The production upsert itself, narrowed to one pair, so the baseline computes exactly the same
 # cell with exactly the same SQL; only the granularity (one job and one round trip per pair)

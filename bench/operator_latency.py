@@ -31,7 +31,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from finex_workers import localservices
+from finex_workers.dev import localservices
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD = ROOT / "crds" / "finexworkerpools.yaml"

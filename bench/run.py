@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--noop-jobs 2000] [--rq-noop-jobs 300] [--fast-unsafe] ...
 
-Starts its own Redis and PostgreSQL on loopback (``finex_workers.localservices``), then:
+Starts its own Redis and PostgreSQL on loopback (``finex_workers.dev.localservices``), then:
 
 1. no-op jobs/s: one (and two) of our FinexWorker processes (``finex workers start --burst``)
    against one (and two) plain forking ``rq worker --burst`` processes, each on its own Redis db;
@@ -35,12 +35,15 @@ from rq import Queue
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from finex_workers import control, domain, enqueue, localservices, migrate
-from finex_workers.settings import Settings
+from finex_workers import control, domain
+from finex_workers.core.settings import Settings
+from finex_workers.dev import localservices
+from finex_workers.infra import migrate
+from finex_workers.runtime import enqueue
 
 ROOT = Path(__file__).resolve().parent.parent
 RTT = ROOT / "bench" / "rtt.py"
-NOOP = "finex_workers.jobs.noop_job"
+NOOP = "finex_workers.runtime.jobs.noop_job"
 NAIVE = "bench.naive_jobs.naive_pair_job"
 #: A drain that takes longer than this has hung (a crashed worker restarting, say): give up.
 DRAIN_TIMEOUT = 600

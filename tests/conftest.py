@@ -17,7 +17,8 @@ import psycopg
 import pytest
 import redis
 
-from finex_workers import localservices, migrate
+from finex_workers.dev import localservices
+from finex_workers.infra import migrate
 
 _db_counter = itertools.count()
 
@@ -126,7 +127,7 @@ def fleet_env(redis_url: str, database_url: str) -> dict[str, str]:
 @pytest.fixture
 def settings(fleet_env: dict[str, str]) -> object:
     """Settings as the fleet's processes see them (what enqueues in the test should use)."""
-    from finex_workers.settings import Settings
+    from finex_workers.core.settings import Settings
 
     return Settings.from_env(fleet_env)
 

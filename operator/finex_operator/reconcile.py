@@ -24,7 +24,7 @@ from finex_operator.planner import PAUSED_BY, PHASES, DlqEntry, Event, Observed,
 from finex_operator.settings import OperatorSettings
 from finex_operator.spec import PoolSpec, parse_spec
 from finex_workers import control
-from finex_workers.queues import redis_from_url
+from finex_workers.infra.redisconn import redis_from_url
 
 log = logging.getLogger("finex.operator")
 

@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from finex_workers.settings import env_number
+from finex_workers.core.settings import env_number
 
 
 @dataclass(frozen=True)

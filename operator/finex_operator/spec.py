@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from finex_workers.queues import QUEUE_NAMES
+from finex_workers.core.names import QUEUE_NAMES
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ import redis
 from kubernetes import client
 from rq.registry import StartedJobRegistry
 
-from finex_workers import control, enqueue
-from finex_workers.queues import get_queue
-from finex_workers.settings import Settings
+from finex_workers import control
+from finex_workers.core.settings import Settings
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.runtime import enqueue
 from tests.e2e.conftest import Kubectl
 from tests.support import cluster as k8s
 from tests.support.fleet import probe

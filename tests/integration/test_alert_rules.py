@@ -11,10 +11,11 @@ import subprocess
 import pytest
 import yaml
 
-from finex_workers import control, enqueue
-from finex_workers.localservices import free_port
-from finex_workers.queues import get_queue
-from finex_workers.settings import Settings
+from finex_workers import control
+from finex_workers.core.settings import Settings
+from finex_workers.dev.localservices import free_port
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.runtime import enqueue
 from tests.support.exporter import running_exporter, scrape
 from tests.support.promtool import (
     DASHBOARD,
@@ -113,7 +114,11 @@ def test_rules_and_dashboard_use_only_exported_metric_names(
     fleet.wait_ready(redis_conn)
     queue = get_queue("matrix", redis_conn)
     enqueue.enqueue_unique(
-        queue, "finex_workers.jobs.probe_job", {"probe_id": "names"}, "probe-names", settings
+        queue,
+        "finex_workers.runtime.jobs.probe_job",
+        {"probe_id": "names"},
+        "probe-names",
+        settings,
     )
     enqueue.enqueue_unique(
         queue, "tests.support.testjobs.always_fails", {"reason": "names"}, "fail-names", settings

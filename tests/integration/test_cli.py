@@ -10,9 +10,10 @@ import sys
 import psycopg
 import redis
 
-from finex_workers import control, enqueue
-from finex_workers.queues import get_queue
-from finex_workers.settings import Settings
+from finex_workers import control
+from finex_workers.core.settings import Settings
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.runtime import enqueue
 from tests.support.fleet import ROOT
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from finex_workers import domain, formulas
-from finex_workers.errors import (
+from finex_workers import domain
+from finex_workers.core import formulas
+from finex_workers.core.errors import (
     AlreadySeededError,
     InsufficientDataError,
     InvalidValueError,

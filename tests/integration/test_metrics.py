@@ -7,11 +7,13 @@ import time
 import redis
 from rq.registry import FailedJobRegistry
 
-from finex_workers import control, enqueue
-from finex_workers.localservices import free_port
-from finex_workers.metrics import exporter_registry
-from finex_workers.queues import QUEUE_NAMES, get_queue, redis_from_url
-from finex_workers.settings import Settings
+from finex_workers import control
+from finex_workers.core.names import QUEUE_NAMES
+from finex_workers.core.settings import Settings
+from finex_workers.dev.localservices import free_port
+from finex_workers.infra.redisconn import get_queue, redis_from_url
+from finex_workers.observability.metrics import exporter_registry
+from finex_workers.runtime import enqueue
 from tests.support.exporter import running_exporter, scrape, value
 from tests.support.fleet import probe
 from tests.support.waiting import wait_for

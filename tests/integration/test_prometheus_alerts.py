@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from finex_workers import control, enqueue
-from finex_workers.localservices import free_port, port_open
-from finex_workers.queues import get_queue
-from finex_workers.settings import Settings
+from finex_workers import control
+from finex_workers.core.settings import Settings
+from finex_workers.dev.localservices import free_port, port_open
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.runtime import enqueue
 from tests.support.exporter import running_exporter
 from tests.support.promtool import RULES
 from tests.support.waiting import wait_for
@@ -144,11 +145,15 @@ def test_real_prometheus_fires_backlog_alerts_from_real_jobs(
     matrix = get_queue("matrix", redis_conn)
     for n in range(120):
         enqueue.enqueue_unique(
-            matrix, "finex_workers.jobs.probe_job", {"probe_id": f"b{n}"}, f"probe-b{n}", settings
+            matrix,
+            "finex_workers.runtime.jobs.probe_job",
+            {"probe_id": f"b{n}"},
+            f"probe-b{n}",
+            settings,
         )
     enqueue.enqueue_unique(
         get_queue("growth", redis_conn),
-        "finex_workers.jobs.probe_job",
+        "finex_workers.runtime.jobs.probe_job",
         {"probe_id": "lonely"},
         "probe-lonely",
         settings,

@@ -13,10 +13,11 @@ import redis
 from rq.job import Job, JobStatus
 from rq.worker import Worker
 
-from finex_workers import control, enqueue
-from finex_workers.queues import get_queue
-from finex_workers.settings import Settings
-from finex_workers.worker import FinexWorker
+from finex_workers import control
+from finex_workers.core.settings import Settings
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.runtime import enqueue
+from finex_workers.runtime.worker import FinexWorker
 from tests.support.fleet import probe
 from tests.support.waiting import wait_for
 
@@ -108,10 +109,10 @@ def test_bad_payloads_go_to_dlq_with_clear_message_and_worker_survives(
 ) -> None:
     q = get_queue("growth", redis_conn)
     bad_type = enqueue.enqueue_unique(
-        q, "finex_workers.jobs.growth_job", {"asset_id": "abc"}, "bad-type", settings
+        q, "finex_workers.runtime.jobs.growth_job", {"asset_id": "abc"}, "bad-type", settings
     ).job_id
     unknown = enqueue.enqueue_unique(
-        q, "finex_workers.jobs.growth_job", {"asset_id": 999999}, "bad-id", settings
+        q, "finex_workers.runtime.jobs.growth_job", {"asset_id": 999999}, "bad-id", settings
     ).job_id
     fleet = start_fleet(["growth"])
     fleet.wait_ready(redis_conn)
@@ -278,8 +279,8 @@ def test_growth_and_probability_updates_enqueue_their_matrix_row_and_columns(
 
 def test_importing_the_job_code_opens_no_connections() -> None:
     code = (
-        "import os, finex_workers.jobs, finex_workers.worker, finex_workers.supervisor, "
-        "finex_workers.cli\n"
+        "import os, finex_workers.jobs, finex_workers.runtime.worker, "
+        "finex_workers.runtime.supervisor, finex_workers.cli, finex_workers.control\n"
         "import stat\n"
         "def is_socket(fd):\n"
         "    try:\n"
@@ -355,7 +356,7 @@ def test_retry_dlq_killed_half_way_loses_no_job(redis_conn, fleet_env, settings)
     total = 3000
     with redis_conn.pipeline() as pipe:
         for n in range(total):
-            job = q.create_job("finex_workers.jobs.noop_job", job_id=f"dead-{n}")
+            job = q.create_job("finex_workers.runtime.jobs.noop_job", job_id=f"dead-{n}")
             job.save(pipeline=pipe)
             registry.add(job, ttl=3600, exc_string="boom", pipeline=pipe)
         pipe.execute()
@@ -411,7 +412,7 @@ def test_two_sweepers_at_once_requeue_each_abandoned_job_exactly_once(redis_conn
     ids = [f"abandoned-{n}" for n in range(200)]
     with redis_conn.pipeline() as pipe:
         for job_id in ids:
-            job = q.create_job("finex_workers.jobs.noop_job", job_id=job_id)
+            job = q.create_job("finex_workers.runtime.jobs.noop_job", job_id=job_id)
             job.retries_left = 2
             job.save(pipeline=pipe)
             pipe.hset(job.key, "status", "started")

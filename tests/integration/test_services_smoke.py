@@ -20,7 +20,7 @@ def test_a_postgres_data_dir_the_postgres_user_cannot_reach_is_refused_clearly(t
 
     import pytest
 
-    from finex_workers import localservices
+    from finex_workers.dev import localservices
 
     hidden = tmp_path / "private"  # pytest's tmp_path is 0700 and ours
     hidden.mkdir(mode=0o700)

@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from finex_workers.localservices import pid_alive
+from finex_workers.infra.processes import pid_alive
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS_FILE = REPO / "hack" / "k8s-versions.env"

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from finex_workers.localservices import free_port, port_open
+from finex_workers.dev.localservices import free_port, port_open
 from tests.support.fleet import ROOT
 from tests.support.waiting import wait_for
 

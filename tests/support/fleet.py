@@ -13,9 +13,10 @@ from pathlib import Path
 
 import redis
 
-from finex_workers import control, enqueue
-from finex_workers.queues import get_queue
-from finex_workers.settings import Settings
+from finex_workers import control
+from finex_workers.core.settings import Settings
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.runtime import enqueue
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,7 +110,7 @@ def probe(conn: redis.Redis, settings: Settings, queue: str, probe_id: str, hold
     """Enqueue a probe job (a row in finex_probes, in a transaction held open for `hold` s)."""
     return enqueue.enqueue_unique(
         get_queue(queue, conn),
-        "finex_workers.jobs.probe_job",
+        "finex_workers.runtime.jobs.probe_job",
         {"probe_id": probe_id, "hold_seconds": hold},
         f"probe-{probe_id}",
         settings,

@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from finex_workers import formulas
-from finex_workers.errors import (
+from finex_workers.core import formulas
+from finex_workers.core.errors import (
     FinexError,
     InsufficientDataError,
     InvalidValueError,

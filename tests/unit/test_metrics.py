@@ -2,7 +2,7 @@
 
 from prometheus_client import CollectorRegistry
 
-from finex_workers.metrics import WorkerMetrics, exported_names
+from finex_workers.observability.metrics import WorkerMetrics, exported_names
 
 
 def test_observe_counts_outcome_and_duration_per_queue() -> None:

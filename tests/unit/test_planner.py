@@ -21,7 +21,7 @@ from finex_operator.planner import (
 from finex_operator.spec import parse_spec
 from finex_workers.cli import build_parser
 from finex_workers.control import QueueState
-from finex_workers.settings import Settings
+from finex_workers.core.settings import Settings
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 QUEUES = ("matrix", "growth", "probability")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from finex_workers.settings import Settings, SettingsError
+from finex_workers.core.settings import Settings, SettingsError
 
 
 def test_defaults_follow_the_runbook() -> None:

@@ -23,10 +23,11 @@ import redis
 from rq import Queue, Retry
 from rq.job import Job, JobStatus
 
-from finex_workers.queues import dedup_lock_key, get_queue
-from finex_workers.settings import Settings
+from finex_workers.core.keys import dedup_lock_key
+from finex_workers.core.settings import Settings
+from finex_workers.infra.redisconn import get_queue
 
-_JOBS = "finex_workers.jobs."
+_JOBS = "finex_workers.runtime.jobs."
 #: Generations tried per base id before giving up (only reached if 8 copies run at once).
 MAX_GENERATIONS = 8
 _PENDING = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.DEFERRED.value}

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from finex_workers.queues import QUEUE_NAMES
+from finex_workers.core.names import QUEUE_NAMES
 
 N = TypeVar("N", int, float)
 
@@ -110,7 +110,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Parse and validate the process environment (or a given mapping, for tests)."""
+        """Parse and validate the process environment (or a given mapping, for tests).
+
+        Each default is the field's default above, written once; only the variable's name and
+        its allowed range are added here.
+        """
         env = os.environ if env is None else env
         concurrency: dict[str, int] = {
             q: _int(
@@ -122,11 +126,13 @@ class Settings:
             redis_url=env.get("REDIS_URL", cls.redis_url),
             database_url=env.get("DATABASE_URL", cls.database_url),
             concurrency=concurrency,
-            pg_connection_budget=_int(env, "FINEX_PG_CONNECTION_BUDGET", 40, 1, 10000),
-            retry_max=_int(env, "FINEX_RETRY_MAX", 3, 0, 100),
-            retry_intervals=_intervals(env, "FINEX_RETRY_INTERVALS", (5, 30, 120)),
-            job_timeout=_int(env, "FINEX_JOB_TIMEOUT", 600, 1, 86400),
-            dlq_ttl=_int(env, "FINEX_DLQ_TTL", 30 * 86400, 60, 365 * 86400),
-            worker_ttl=_int(env, "FINEX_WORKER_TTL", 60, 5, 3600),
-            matrix_chunk=_int(env, "FINEX_MATRIX_CHUNK", 500, 1, 100000),
+            pg_connection_budget=_int(
+                env, "FINEX_PG_CONNECTION_BUDGET", cls.pg_connection_budget, 1, 10000
+            ),
+            retry_max=_int(env, "FINEX_RETRY_MAX", cls.retry_max, 0, 100),
+            retry_intervals=_intervals(env, "FINEX_RETRY_INTERVALS", cls.retry_intervals),
+            job_timeout=_int(env, "FINEX_JOB_TIMEOUT", cls.job_timeout, 1, 86400),
+            dlq_ttl=_int(env, "FINEX_DLQ_TTL", cls.dlq_ttl, 60, 365 * 86400),
+            worker_ttl=_int(env, "FINEX_WORKER_TTL", cls.worker_ttl, 5, 3600),
+            matrix_chunk=_int(env, "FINEX_MATRIX_CHUNK", cls.matrix_chunk, 1, 100000),
         )

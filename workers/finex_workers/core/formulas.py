@@ -18,7 +18,7 @@ import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from finex_workers.errors import InsufficientDataError, InvalidValueError
+from finex_workers.core.errors import InsufficientDataError, InvalidValueError
 
 K = TypeVar("K", bound=Hashable)
 

@@ -27,7 +27,9 @@ from prometheus_client.registry import Collector
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 
 from finex_workers import control
-from finex_workers.queues import stats_key, text
+from finex_workers.core.keys import stats_key
+from finex_workers.infra import rqkeys
+from finex_workers.infra.redisconn import text
 
 #: Buckets for job durations: our jobs run from milliseconds (one growth row) to minutes (a big
 #: matrix batch); StuckJobs starts caring at 600s.
@@ -66,13 +68,13 @@ def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSn
     pipe = conn.pipeline(transaction=False)
     pipe.hget(stats_key(queue), "failed")
     pipe.zcount(FinishedJobRegistry(queue, conn).key, now, "+inf")
-    pipe.zrangebyscore(StartedJobRegistry(queue, conn).key, now, "+inf")
+    pipe.zrangebyscore(StartedJobRegistry(queue, conn).key, *rqkeys.active_bounds(now))
     failed_total, finished, live = pipe.execute()
     oldest = 0.0
     if live:
         pipe = conn.pipeline(transaction=False)
         for composite in live:
-            pipe.hget(f"rq:execution:{text(composite)}", "created_at")
+            pipe.hget(rqkeys.execution_key(text(composite)), "created_at")
         starts = [float(text(v)) for v in pipe.execute() if v is not None]
         if starts:
             oldest = max(0.0, now - min(starts))

@@ -8,7 +8,8 @@ What we add:
 - Per-queue pause. RQ's ``rq suspend`` stops every queue; ours is a ``finex:paused:<queue>`` key.
   A paused worker takes no new job. A worker blocked in BLMOVE when the pause is set may still
   receive a job enqueued after it; it checks the flag after the pop and puts the job back at the
-  head of the queue, in one MULTI with removing it from RQ's intermediate list, so nothing is lost.
+  head of the queue, in one script with removing it from RQ's intermediate list, so nothing is
+  lost.
 - Heartbeats while a job runs, from a thread, because SimpleWorker has no monitoring parent.
   Without them a long job would look abandoned to ``clean-stuck-jobs``.
 - Bad payloads (PayloadError) are not retried: they go straight to the DLQ with their message.
@@ -34,11 +35,12 @@ from rq.queue import Queue
 from rq.utils import now as utcnow
 from rq.worker import SimpleWorker, WorkerStatus
 
-from finex_workers.errors import PayloadError
-from finex_workers.queues import paused_key, stats_key
+from finex_workers.control import scripts
+from finex_workers.core.errors import PayloadError
+from finex_workers.core.keys import paused_key, stats_key
 
 if TYPE_CHECKING:
-    from finex_workers.metrics import WorkerMetrics
+    from finex_workers.observability.metrics import WorkerMetrics
 
 #: How often a paused worker re-checks the pause flag, in seconds.
 PAUSE_POLL_SECONDS = 0.2
@@ -110,12 +112,6 @@ class FinexWorker(SimpleWorker):
         self.log.info("Worker %s: queue %s resumed", self.name, self.queue_name)
         self.set_state(WorkerStatus.IDLE)
 
-    def _put_back(self, queue: Queue, job: Job) -> None:
-        with self.connection.pipeline(transaction=True) as pipe:
-            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
-            pipe.lpush(queue.key, job.id)
-            pipe.execute()
-
     def dequeue_job_and_maintain_ttl(
         self, timeout: int | None, max_idle_time: int | None = None
     ) -> tuple[Job, Queue] | None:
@@ -134,7 +130,7 @@ class FinexWorker(SimpleWorker):
             self.log.info(
                 "Worker %s: %s paused after pop; returning job %s", self.name, queue.name, job.id
             )
-            self._put_back(queue, job)
+            scripts.put_back(self.connection, queue.name, job.id)
             self._wait_while_paused()
 
     # -- heartbeats during a job --------------------------------------------------------------

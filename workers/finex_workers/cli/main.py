@@ -13,39 +13,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from finex_workers.queues import QUEUE_NAMES
-from finex_workers.settings import Settings, SettingsError
+from finex_workers.console import ProgressBar
+from finex_workers.core.names import QUEUE_NAMES
+from finex_workers.core.settings import Settings, SettingsError
 
 #: Metrics ports listen on every interface by default: Prometheus scrapes them from another pod.
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
-
-
-class ProgressBar:
-    """Progress on stderr: a redrawn bar on a terminal, a line every 10% otherwise."""
-
-    def __init__(self, label: str, stream: Any = None) -> None:
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self._last_decile = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        if total <= 0:
-            return
-        frac = done / total
-        if self.tty:
-            filled = int(frac * 30)
-            self.stream.write(
-                f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}"
-            )
-            if done >= total:
-                self.stream.write("\n")
-        else:
-            decile = int(frac * 10)
-            if decile != self._last_decile or done >= total:
-                self._last_decile = decile
-                self.stream.write(f"{self.label}: {done}/{total}\n")
-        self.stream.flush()
 
 
 def _queues(args: argparse.Namespace) -> list[str]:
@@ -53,7 +26,7 @@ def _queues(args: argparse.Namespace) -> list[str]:
 
 
 def _redis(settings: Settings) -> Any:
-    from finex_workers.queues import redis_from_url
+    from finex_workers.infra.redisconn import redis_from_url
 
     return redis_from_url(settings.redis_url)
 
@@ -77,7 +50,7 @@ def _confirm(question: str, assume_yes: bool) -> bool:
 
 
 def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
-    from finex_workers.supervisor import Supervisor, configure_logging
+    from finex_workers.runtime.supervisor import Supervisor, configure_logging
 
     configure_logging(args.log_level)
     return Supervisor(
@@ -90,8 +63,8 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_exporter(args: argparse.Namespace, settings: Settings) -> int:
-    from finex_workers.exporter import serve
-    from finex_workers.supervisor import configure_logging
+    from finex_workers.observability.exporter import serve
+    from finex_workers.runtime.supervisor import configure_logging
 
     configure_logging(args.log_level)
     return serve(settings, _queues(args), host=args.host, port=args.port)
@@ -228,7 +201,7 @@ def cmd_empty_dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from finex_workers import migrate
+    from finex_workers.infra import migrate
 
     applied = migrate.migrate(settings.database_url)
     print(
@@ -258,7 +231,7 @@ def cmd_seed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
-    from finex_workers import recompute
+    from finex_workers.runtime import recompute
 
     conn = _redis(settings)
     if args.what == "full":
@@ -278,7 +251,7 @@ def cmd_enqueue(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dev(args: argparse.Namespace, settings: Settings) -> int:
-    from finex_workers import devserver
+    from finex_workers.dev import devserver
 
     return devserver.run(assets=args.assets, scenarios=args.scenarios)
 
@@ -422,7 +395,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\ninterrupted after {time.monotonic() - started:.1f}s", file=sys.stderr)
         return 130
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

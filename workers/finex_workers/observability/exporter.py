@@ -12,7 +12,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from finex_workers.settings import Settings
+from finex_workers.core.settings import Settings
 
 log = logging.getLogger("finex.exporter")
 
@@ -21,8 +21,8 @@ def serve(settings: Settings, queues: Sequence[str], *, host: str, port: int) ->
     """Serve /metrics until SIGTERM or SIGINT; returns the exit code."""
     from prometheus_client import start_http_server
 
-    from finex_workers.metrics import exporter_registry
-    from finex_workers.queues import redis_from_url
+    from finex_workers.infra.redisconn import redis_from_url
+    from finex_workers.observability.metrics import exporter_registry
 
     registry = exporter_registry(lambda: redis_from_url(settings.redis_url), queues)
     server, thread = start_http_server(port, addr=host, registry=registry)

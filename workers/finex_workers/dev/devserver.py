@@ -19,9 +19,13 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from finex_workers import control, domain, localservices, migrate, recompute
-from finex_workers.queues import QUEUE_NAMES, redis_from_url
-from finex_workers.settings import Settings
+from finex_workers import control, domain
+from finex_workers.core.names import QUEUE_NAMES
+from finex_workers.core.settings import Settings
+from finex_workers.dev import localservices
+from finex_workers.infra import migrate
+from finex_workers.infra.redisconn import redis_from_url
+from finex_workers.runtime import recompute
 
 #: Local servers' data, unless FINEX_DEV_DATA_DIR says otherwise (e.g. when the checkout is
 #: under a folder the postgres user cannot enter).
@@ -74,9 +78,10 @@ def run(*, assets: int, scenarios: int) -> int:
     fleet: subprocess.Popen[bytes] | None = None
     try:
         redis_url, database_url = _ensure_services(services)
-        os.environ["REDIS_URL"] = redis_url
-        os.environ["DATABASE_URL"] = database_url
-        settings = Settings.from_env()
+        # The fleet is a child process that reads its settings from its environment; this
+        # process reads the same mapping, and its own environment stays as it was.
+        env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url}
+        settings = Settings.from_env(env)
         settings.check_budget()
 
         applied = migrate.migrate(database_url)
@@ -92,13 +97,13 @@ def run(*, assets: int, scenarios: int) -> int:
             "starting workers: " + ", ".join(f"{q}={settings.concurrency[q]}" for q in QUEUE_NAMES)
         )
         fleet = subprocess.Popen(
-            [sys.executable, "-m", "finex_workers.cli", "workers", "start"], env=os.environ.copy()
+            [sys.executable, "-m", "finex_workers.cli", "workers", "start"], env=env
         )
         rconn = redis_from_url(redis_url)
         started = time.monotonic()
         plan = recompute.enqueue_full(rconn, settings)
         _say(f"full recompute enqueued: {plan.created} jobs ({plan.deduplicated} already pending)")
-        from finex_workers.cli import ProgressBar
+        from finex_workers.console import ProgressBar
 
         recompute.wait_until_idle(rconn, progress=ProgressBar("recompute"))
         _say(f"full recompute done in {time.monotonic() - started:.1f}s")

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
-from finex_workers.settings import Settings
+from finex_workers.core.settings import Settings
 
 log = logging.getLogger("finex.supervisor")
 
@@ -204,7 +204,7 @@ class Supervisor:
 
     def _sweep(self) -> None:
         from finex_workers import control
-        from finex_workers.queues import redis_from_url
+        from finex_workers.infra.redisconn import redis_from_url
 
         try:
             conn = redis_from_url(self.settings.redis_url)
@@ -221,15 +221,15 @@ def run_worker(
     settings: Settings, queue: str, *, burst: bool = False, metrics: bool = False
 ) -> int:
     """Body of one worker process: connect (after fork) and work until stopped."""
-    from finex_workers import dbconn
-    from finex_workers.queues import get_queue, redis_from_url
-    from finex_workers.worker import FinexWorker, worker_name
+    from finex_workers.infra import dbconn
+    from finex_workers.infra.redisconn import get_queue, redis_from_url
+    from finex_workers.runtime.worker import FinexWorker, worker_name
 
     worker_metrics = None
     if metrics:
         from prometheus_client import CollectorRegistry
 
-        from finex_workers.metrics import WorkerMetrics
+        from finex_workers.observability.metrics import WorkerMetrics
 
         # Values go to this process's files in PROMETHEUS_MULTIPROC_DIR; the registry is only
         # the owner the metric objects need. The metrics child reads the files.
@@ -254,7 +254,7 @@ def run_scheduler(settings: Settings, queues: Sequence[str]) -> int:
     """Body of the scheduler process: enqueue retries whose backoff has elapsed."""
     from rq.scheduler import RQScheduler
 
-    from finex_workers.queues import redis_from_url
+    from finex_workers.infra.redisconn import redis_from_url
 
     conn = redis_from_url(settings.redis_url)
     scheduler = RQScheduler(list(queues), connection=conn, interval=1)

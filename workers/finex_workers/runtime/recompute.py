@@ -14,9 +14,11 @@ from dataclasses import dataclass
 import psycopg
 import redis
 
-from finex_workers import control, domain, enqueue
-from finex_workers.queues import QUEUE_NAMES, get_queue
-from finex_workers.settings import Settings
+from finex_workers import control, domain
+from finex_workers.core.names import QUEUE_NAMES
+from finex_workers.core.settings import Settings
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.runtime import enqueue
 
 
 @dataclass

@@ -1,0 +1,9 @@
+"""The ``finex`` command (the console script ``finex = finex_workers.cli:main``).
+
+The top layer: it parses arguments, reads the settings once, and calls the layers below. All
+terminal output of the verbs is here and in :mod:`finex_workers.console`.
+"""
+
+from finex_workers.cli.main import build_parser, main
+
+__all__ = ["build_parser", "main"]

@@ -1,0 +1,48 @@
+"""Queue control: the runbook's steps as functions. The CLI and the operator both call these.
+
+One implementation of each step, in modules named for what they hold:
+
+- :mod:`.state`: read models (``queue_state``, live workers, running jobs)
+- :mod:`.pausing`: pause, resume, and asking workers to stop
+- :mod:`.recovery`: ``clean_stuck_jobs``, for jobs whose worker died
+- :mod:`.dlq`: list, retry and empty the dead-letter queue
+- :mod:`.scripts`: the Lua scripts in ``lua/``, including the one "put back at the head"
+
+Callers import this package (``from finex_workers import control``) and use the names below.
+"""
+
+from finex_workers.control.dlq import (
+    DeadJob,
+    DlqSummary,
+    Progress,
+    dlq_summaries,
+    empty_dlq,
+    list_dlq,
+    retry_dlq,
+)
+from finex_workers.control.pausing import StopReport, is_paused, pause, resume, stop_workers
+from finex_workers.control.recovery import CleanReport, clean_stuck_jobs
+from finex_workers.control.state import QueueState, active_jobs, live_workers, queue_state
+from finex_workers.core.keys import dlq_retries_key
+
+__all__ = [
+    "CleanReport",
+    "DeadJob",
+    "DlqSummary",
+    "Progress",
+    "QueueState",
+    "StopReport",
+    "active_jobs",
+    "clean_stuck_jobs",
+    "dlq_retries_key",
+    "dlq_summaries",
+    "empty_dlq",
+    "is_paused",
+    "list_dlq",
+    "live_workers",
+    "pause",
+    "queue_state",
+    "resume",
+    "retry_dlq",
+    "stop_workers",
+]

@@ -1,0 +1,26 @@
+-- Claims one abandoned execution and moves its job on, atomically. Removing the registry entry
+-- is the claim: when two sweepers (a supervisor and the operator) judge the same job abandoned,
+-- only the one whose ZREM removed it acts, so the job is requeued once, never twice.
+-- RQ registers the execution before it marks the job started, so a worker killed in between
+-- leaves a job still "queued" and still in the intermediate list: it never ran, so it goes back
+-- to the head of its queue without using up an attempt (returns 2).
+-- KEYS: started registry, job hash, queue list, failed registry, stats hash, intermediate list.
+-- ARGV: registry entry, job id, "requeue" or "dead", new retries_left, DLQ expiry score.
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+local status = redis.call('HGET', KEYS[2], 'status')
+if status == 'queued' then
+  if put_back(KEYS[6], KEYS[3], ARGV[2]) == 0 then return 0 end
+  redis.call('HINCRBY', KEYS[5], 'recovered', 1)
+  return 2
+end
+if status ~= 'started' then return 0 end
+if ARGV[3] == 'requeue' then
+  redis.call('HSET', KEYS[2], 'status', 'queued', 'retries_left', ARGV[4])
+  redis.call('RPUSH', KEYS[3], ARGV[2])
+  redis.call('HINCRBY', KEYS[5], 'recovered', 1)
+else
+  redis.call('HSET', KEYS[2], 'status', 'failed')
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[2])
+  redis.call('HINCRBY', KEYS[5], 'failed', 1)
+end
+return 1

@@ -1,0 +1,76 @@
+"""Read models: a queue's runbook numbers, its live workers and its running jobs.
+
+Every count is O(1) per queue, whatever the number of jobs, so the exporter, ``finex workers
+status`` and the operator can read it every second.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+from rq.worker import BaseWorker, Worker
+
+from finex_workers.core.keys import paused_key, stats_key
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.infra.rqkeys import active_bounds
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """The runbook's six numbers for one queue, plus its live workers and DLQ size."""
+
+    queue: str
+    paused: bool
+    waiting: int
+    active: int
+    delayed: int
+    failed: int
+    completed: int
+    workers: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def queue_state(conn: redis.Redis, queue: str) -> QueueState:
+    """Counts from Redis in one pipeline: O(1) per queue, whatever the number of jobs."""
+    q = get_queue(queue, conn)
+    pipe = conn.pipeline(transaction=False)
+    pipe.exists(paused_key(queue))
+    pipe.llen(q.key)
+    pipe.zcount(StartedJobRegistry(queue, conn).key, *active_bounds(time.time()))
+    pipe.zcard(ScheduledJobRegistry(queue, conn).key)
+    pipe.zcard(DeferredJobRegistry(queue, conn).key)
+    pipe.zcard(FailedJobRegistry(queue, conn).key)
+    pipe.hget(stats_key(queue), "completed")
+    paused, waiting, active, scheduled, deferred, failed, completed = pipe.execute()
+    return QueueState(
+        queue=queue,
+        paused=bool(paused),
+        waiting=int(waiting),
+        active=int(active),
+        delayed=int(scheduled) + int(deferred),
+        failed=int(failed),
+        completed=int(completed or 0),
+        workers=len(live_workers(conn, queue)),
+    )
+
+
+def live_workers(conn: redis.Redis, queue: str) -> list[BaseWorker]:
+    """Workers registered on the queue whose heartbeat key has not expired."""
+    return [w for w in Worker.all(connection=conn, queue=get_queue(queue, conn)) if w is not None]
+
+
+def active_jobs(conn: redis.Redis, queue: str) -> int:
+    """Jobs running right now (fresh heartbeats only)."""
+    key = StartedJobRegistry(queue, conn).key
+    return int(conn.zcount(key, *active_bounds(time.time())))

@@ -1,0 +1,30 @@
+"""The Redis keys we add beside RQ's own, all under ``finex:``.
+
+Jobs live in standard RQ structures (``rq:queue:<name>``, ``rq:job:<id>``, the registries), so
+``rq info`` and rq-dashboard keep working. RQ's own key names are built in
+:mod:`finex_workers.infra.rqkeys`, from RQ's builders; only ours are written out here.
+"""
+
+from __future__ import annotations
+
+PREFIX = "finex:"
+
+
+def paused_key(queue: str) -> str:
+    """Present while the queue is paused; the value says who paused it and when."""
+    return f"{PREFIX}paused:{queue}"
+
+
+def stats_key(queue: str) -> str:
+    """Hash of lifetime counters (completed, failed, dead_lettered, retried) for the queue."""
+    return f"{PREFIX}stats:{queue}"
+
+
+def dedup_lock_key(job_id: str) -> str:
+    """Short-lived lock that makes check-then-enqueue of one job id atomic across clients."""
+    return f"{PREFIX}dedup-lock:{job_id}"
+
+
+def dlq_retries_key(queue: str) -> str:
+    """Hash job id -> how many times the DLQ sent that job back (manual or by policy)."""
+    return f"{PREFIX}dlq-retries:{queue}"
