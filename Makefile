@@ -37,10 +37,11 @@ test-integration: bootstrap ## Tests against real Redis and PostgreSQL
 test-e2e: bootstrap k8s-tools ## Tests against the local kube-apiserver
 	$(PYTEST) tests/e2e
 
-lint: bootstrap ## ruff and mypy (strict)
+lint: bootstrap ## ruff, mypy (strict) and the import contracts (lint-imports; docs/architecture.md)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 fmt: bootstrap ## Apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format .
