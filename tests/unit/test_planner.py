@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ from finex_operator.planner import (
     DeploymentView,
     DlqEntry,
     Observed,
+    Phase,
+    RestartResult,
+    RestartStatus,
     desired_replicas,
     parse_target,
     plan,
@@ -43,14 +47,10 @@ def state(q: str, *, active: int = 0, paused: bool = False, failed: int = 0) -> 
     return QueueState(q, paused, 0, active, 0, failed, 0, 1)
 
 
-def ts(seconds_ago: float) -> str:
-    return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def observed(
     *,
     spec: dict[str, Any] | None = None,
-    restart: dict[str, Any] | None = None,
+    restart: RestartStatus | None = None,
     annotations: dict[str, str] | None = None,
     active: int = 0,
     paused: bool = False,
@@ -63,7 +63,7 @@ def observed(
     parsed = parse_spec(spec or SPEC)
     st: dict[str, Any] = {"observedGeneration": 1, **(status or {})}
     if restart is not None:
-        st["restart"] = restart
+        st["restart"] = restart.to_status()
     if deployments is None:
         deployments = {}
         for q in QUEUES:
@@ -89,17 +89,16 @@ def observed(
     )
 
 
-def running(phase: str, *, since: float = 1, **extra: Any) -> dict[str, Any]:
-    return {
-        "phase": phase,
-        "requestedValue": "r1",
-        "queues": list(QUEUES),
-        "startedAt": ts(30),
-        "phaseStartedAt": ts(since),
-        "history": [],
-        "result": "",
-        **extra,
-    }
+def running(phase: Phase, *, since: float = 1, **extra: Any) -> RestartStatus:
+    """A restart of every queue (value r1) that began 30 s ago and entered phase `since` ago."""
+    restart = RestartStatus(
+        phase=phase,
+        requested_value="r1",
+        queues=QUEUES,
+        started_at=NOW - timedelta(seconds=30),
+        phase_started_at=NOW - timedelta(seconds=since),
+    )
+    return replace(restart, **extra)
 
 
 @pytest.mark.parametrize(
@@ -130,7 +129,7 @@ RESTART_TABLE = [
     ),
     (
         "same value does nothing",
-        observed(annotations={"finex.io/restart": "r1"}, restart=running("Done")),
+        observed(annotations={"finex.io/restart": "r1"}, restart=running(Phase.DONE)),
         "Done",
         [],
         [],
@@ -154,7 +153,7 @@ RESTART_TABLE = [
     ),
     (
         "Pausing pauses, then Draining",
-        observed(restart=running("Pausing"), annotations={"finex.io/restart": "r1"}),
+        observed(restart=running(Phase.PAUSING), annotations={"finex.io/restart": "r1"}),
         "Draining",
         list(QUEUES),
         [],
@@ -162,7 +161,7 @@ RESTART_TABLE = [
     ),
     (
         "Draining waits for active jobs",
-        observed(restart=running("Draining"), active=1, paused=True),
+        observed(restart=running(Phase.DRAINING), active=1, paused=True),
         "Draining",
         [],
         [],
@@ -170,7 +169,7 @@ RESTART_TABLE = [
     ),
     (
         "Draining settles before believing no active job",
-        observed(restart=running("Draining", since=0), paused=True),
+        observed(restart=running(Phase.DRAINING, since=0), paused=True),
         "Draining",
         [],
         [],
@@ -178,7 +177,7 @@ RESTART_TABLE = [
     ),
     (
         "Draining done when no active job",
-        observed(restart=running("Draining"), paused=True),
+        observed(restart=running(Phase.DRAINING), paused=True),
         "Stopping",
         [],
         [],
@@ -186,7 +185,7 @@ RESTART_TABLE = [
     ),
     (
         "Draining timeout aborts by default",
-        observed(restart=running("Draining", since=61), active=1, paused=True),
+        observed(restart=running(Phase.DRAINING, since=61), active=1, paused=True),
         "Resuming",
         [],
         [],
@@ -196,7 +195,7 @@ RESTART_TABLE = [
         "Draining timeout proceeds when asked",
         observed(
             spec={**SPEC, "onDrainTimeout": "Proceed"},
-            restart=running("Draining", since=61),
+            restart=running(Phase.DRAINING, since=61),
             active=1,
             paused=True,
         ),
@@ -207,7 +206,7 @@ RESTART_TABLE = [
     ),
     (
         "Stopping waits for Pods",
-        observed(restart=running("Stopping"), pods={"matrix": 1}, paused=True),
+        observed(restart=running(Phase.STOPPING), pods={"matrix": 1}, paused=True),
         "Stopping",
         [],
         [],
@@ -215,7 +214,7 @@ RESTART_TABLE = [
     ),
     (
         "Stopping done when Pods gone",
-        observed(restart=running("Stopping"), pods={}, paused=True),
+        observed(restart=running(Phase.STOPPING), pods={}, paused=True),
         "Starting",
         [],
         [],
@@ -224,7 +223,7 @@ RESTART_TABLE = [
     (
         "Starting waits for Ready",
         observed(
-            restart=running("Starting"),
+            restart=running(Phase.STARTING),
             deployments={q: DeploymentView(1, 0, "") for q in QUEUES},
             paused=True,
         ),
@@ -235,7 +234,7 @@ RESTART_TABLE = [
     ),
     (
         "Starting done when Ready",
-        observed(restart=running("Starting"), paused=True),
+        observed(restart=running(Phase.STARTING), paused=True),
         "Resuming",
         [],
         [],
@@ -243,7 +242,7 @@ RESTART_TABLE = [
     ),
     (
         "Resuming resumes, Done",
-        observed(restart=running("Resuming"), paused=True),
+        observed(restart=running(Phase.RESUMING), paused=True),
         "Done",
         [],
         list(QUEUES),
@@ -253,7 +252,7 @@ RESTART_TABLE = [
         "Resuming with spec.paused keeps paused",
         observed(
             spec={**SPEC, "paused": True},
-            restart=running("Resuming"),
+            restart=running(Phase.RESUMING),
             paused=True,
             status={"pausedBySpec": True},
         ),
@@ -264,7 +263,7 @@ RESTART_TABLE = [
     ),
     (
         "aborted restart still resumes",
-        observed(restart=running("Resuming", result="Aborted"), paused=True),
+        observed(restart=running(Phase.RESUMING, result=RestartResult.ABORTED), paused=True),
         "Done",
         [],
         list(QUEUES),
@@ -272,7 +271,7 @@ RESTART_TABLE = [
     ),
     (
         "Redis down holds Draining",
-        observed(restart=running("Draining"), redis_ok=False),
+        observed(restart=running(Phase.DRAINING), redis_ok=False),
         "Draining",
         [],
         [],
@@ -303,7 +302,7 @@ def test_restart_phases(
 def test_second_annotation_during_restart_is_queued_not_started() -> None:
     out = plan(
         observed(
-            restart=running("Draining"),
+            restart=running(Phase.DRAINING),
             annotations={"finex.io/restart": "r2"},
             active=1,
             paused=True,
@@ -315,7 +314,7 @@ def test_second_annotation_during_restart_is_queued_not_started() -> None:
 
 
 def test_stopping_scales_only_target_queues_to_zero() -> None:
-    restart = running("Stopping", queues=["matrix"])
+    restart = running(Phase.STOPPING, queues=("matrix",))
     obs = observed(restart=restart, deployments={q: DeploymentView(1, 1, "") for q in QUEUES})
     replicas = {b["metadata"]["name"]: b["spec"]["replicas"] for b in plan(obs).apply}
     assert replicas == {"p-matrix": 0, "p-growth": 1, "p-probability": 1}
@@ -421,11 +420,11 @@ def test_every_status_field_the_planner_writes_is_in_the_crd_schema() -> None:
     crd = yaml.safe_load((Path(__file__).parents[2] / "crds" / "finexworkerpools.yaml").read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
     statuses = [
-        plan(observed(restart=running("Resuming"), paused=True)).status,
+        plan(observed(restart=running(Phase.RESUMING), paused=True)).status,
         plan(
             observed(annotations={"finex.io/retry-dlq": "x"}, dlq={"growth": [entry("a", 0, 99)]})
         ).status,
-        plan(observed(annotations={"finex.io/restart": "r9"}, restart=running("Done"))).status,
+        plan(observed(annotations={"finex.io/restart": "r9"}, restart=running(Phase.DONE))).status,
     ]
     for status in statuses:
         assert _schema_keys(schema, status, "status") == []
