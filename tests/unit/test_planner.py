@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,10 +13,12 @@ import yaml
 
 from finex_operator import builders
 from finex_operator.planner import (
+    HISTORY_LIMIT,
     DeploymentView,
     DlqEntry,
     Observed,
     Phase,
+    PhaseRecord,
     RestartResult,
     RestartStatus,
     desired_replicas,
@@ -459,3 +462,119 @@ def test_deployment_is_restricted_and_takes_credentials_from_secrets() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert body["metadata"]["ownerReferences"][0]["controller"] is True
+
+
+# -- status.restart as a typed value ------------------------------------------------------------
+
+AT = NOW - timedelta(seconds=30)
+ROUND_TRIPS = [
+    RestartStatus(),
+    RestartStatus(phase=Phase.DONE, requested_value="r0", message="baseline"),
+    running(Phase.DRAINING, pending="r2"),
+    running(Phase.STOPPING, queues=("matrix",)),
+    replace(running(Phase.RESUMING, result=RestartResult.ABORTED), finished_at=NOW).enter(
+        Phase.DONE, NOW, "restart aborted in 30s"
+    ),
+    RestartStatus(phase=Phase.DONE, result=RestartResult.REFUSED, requested_value="x@1"),
+]
+
+
+@pytest.mark.parametrize("restart", ROUND_TRIPS)
+def test_restart_status_round_trips(restart: RestartStatus) -> None:
+    assert RestartStatus.from_status(restart.to_status()) == restart
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ({}, RestartStatus()),
+        (  # the baseline an earlier operator wrote: no times, no history, no pending
+            {
+                "phase": "Done",
+                "result": "",
+                "requestedValue": "r1",
+                "queues": [],
+                "message": "annotation present at creation; change its value to restart",
+            },
+            RestartStatus(
+                phase=Phase.DONE,
+                requested_value="r1",
+                message="annotation present at creation; change its value to restart",
+            ),
+        ),
+        (  # unreadable parts take their defaults instead of stopping the reconcile
+            {
+                "phase": "Draining",
+                "queues": ["growth"],
+                "phaseStartedAt": "yesterday",
+                "history": [{"phase": "Pausing", "at": "2026-01-01T11:59:30Z"}, {"phase": "?"}],
+            },
+            RestartStatus(
+                phase=Phase.DRAINING,
+                queues=("growth",),
+                history=(PhaseRecord(Phase.PAUSING, AT),),
+            ),
+        ),
+        (
+            {"result": "Succeeded", "finishedAt": "2026-01-01T12:00:00+00:00"},
+            RestartStatus(result=RestartResult.SUCCEEDED, finished_at=NOW),
+        ),
+    ],
+    ids=["empty", "old baseline", "unreadable parts", "offset time"],
+)
+def test_restart_status_parses_old_and_partial_statuses(
+    stored: dict[str, Any], expected: RestartStatus
+) -> None:
+    assert RestartStatus.from_status(stored) == expected
+
+
+def test_restart_status_renders_the_crd_shape() -> None:
+    rendered = running(Phase.DRAINING).enter(Phase.STOPPING, NOW, "drained").to_status()
+    assert rendered == {
+        "phase": "Stopping",
+        "result": "",
+        "requestedValue": "r1",
+        "queues": list(QUEUES),
+        "startedAt": "2026-01-01T11:59:30Z",
+        "phaseStartedAt": "2026-01-01T12:00:00Z",
+        "finishedAt": None,
+        "message": "drained",
+        "pending": "",
+        "history": [{"phase": "Stopping", "at": "2026-01-01T12:00:00Z"}],
+    }
+
+
+def test_enter_returns_a_copy_and_keeps_the_last_history_entries() -> None:
+    restart = running(Phase.PAUSING)
+    moved = restart
+    for i in range(HISTORY_LIMIT + 3):
+        moved = moved.enter(Phase.DRAINING, NOW + timedelta(seconds=i), f"tick {i}")
+    assert restart.history == ()  # unchanged
+    assert len(moved.history) == HISTORY_LIMIT
+    assert moved.history[-1].at == NOW + timedelta(seconds=HISTORY_LIMIT + 2)
+
+
+def test_a_new_restart_clears_the_last_finish_time_through_the_merge_patch() -> None:
+    done = replace(running(Phase.DONE, result=RestartResult.SUCCEEDED), finished_at=AT)
+    out = plan(observed(restart=done, annotations={"finex.io/restart": "r2"}))
+    restart = out.status["restart"]
+    assert (restart["phase"], restart["requestedValue"]) == ("Pausing", "r2")
+    assert "finishedAt" in restart
+    assert restart["finishedAt"] is None  # null in a JSON merge patch removes the stored value
+
+
+def test_the_planner_package_does_no_io() -> None:
+    """The planner stays pure: no kopf, Kubernetes or Redis client in any of its modules."""
+    package = Path(__file__).parents[2] / "operator" / "finex_operator" / "planner"
+    banned = {"kopf", "kubernetes", "redis", "rq", "psycopg"}
+    found = []
+    for module in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            found += [f"{module.name}: {n}" for n in names if n.split(".")[0] in banned]
+    assert found == []
