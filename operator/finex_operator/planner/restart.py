@@ -68,25 +68,14 @@ def _plan_new_restart(
     previous = restart or RestartStatus()
     if not obs.status.get("observedGeneration"):
         # First sight of the pool: an annotation it was created with is the baseline.
-        return replace(
-            previous,
-            phase=Phase.DONE,
-            result=RestartResult.NONE,
-            requested_value=value,
-            queues=(),
-            message="annotation present at creation; change its value to restart",
-        )
+        message = "annotation present at creation; change its value to restart"
+        return _handled_without_restart(previous, value, RestartResult.NONE, message)
     targets, error = parse_target(value, obs.spec.queue_names)
     if error:
         plan.events.append(Event("Warning", EventReason.RESTART_REFUSED, error))
+        refused = f"restart refused: {error}"
         return replace(
-            previous,
-            phase=Phase.DONE,
-            result=RestartResult.REFUSED,
-            requested_value=value,
-            queues=(),
-            pending="",
-            message=f"restart refused: {error}",
+            _handled_without_restart(previous, value, RestartResult.REFUSED, refused), pending=""
         )
     new = RestartStatus(
         requested_value=value,
@@ -98,6 +87,20 @@ def _plan_new_restart(
         Event("Normal", EventReason.RESTART_STARTED, f"{new.message}; pausing the queues")
     )
     return new
+
+
+def _handled_without_restart(
+    previous: RestartStatus, value: str, result: RestartResult, message: str
+) -> RestartStatus:
+    """Done at once: the value is handled (taken as the baseline, or refused) and nothing runs."""
+    return replace(
+        previous,
+        phase=Phase.DONE,
+        result=result,
+        requested_value=value,
+        queues=(),
+        message=message,
+    )
 
 
 def _step_pausing(
