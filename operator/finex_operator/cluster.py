@@ -1,7 +1,7 @@
 """Kubernetes reads and writes for one pool: the CR, its Deployments, Pods and Secret.
 
 Plain functions over the official client. Everything here is a thin call; the decisions are in
-planner.py.
+the planner package.
 """
 
 from __future__ import annotations

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum, unique
 from typing import Any
+
+
+@unique
+class ConditionType(StrEnum):
+    """The conditions a pool reports; their reasons are in finex_operator.reasons."""
+
+    READY = "Ready"
+    RESTARTING = "Restarting"
+    DEGRADED = "Degraded"
 
 
 @dataclass(frozen=True)
@@ -36,9 +46,9 @@ def merge_conditions(
         flipped = old is None or old.get("status") != cond.status
         out.append(
             {
-                "type": cond.type,
+                "type": str(cond.type),  # plain strings, not the StrEnums the planner passes
                 "status": cond.status,
-                "reason": cond.reason,
+                "reason": str(cond.reason),
                 "message": cond.message,
                 "lastTransitionTime": now if flipped or old is None else old["lastTransitionTime"],
                 "observedGeneration": generation,

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 
 from finex_operator import cluster
 from finex_operator.planner import PAUSED_BY, PHASES, DlqEntry, Event, Observed, Plan, plan
+from finex_operator.reasons import EventReason
 from finex_operator.settings import OperatorSettings
 from finex_operator.spec import PoolSpec, parse_spec
 from finex_workers import control
@@ -120,7 +121,7 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
         control.resume(conn, q)
     for q, ids in todo.retry_dlq.items():
         sent = control.retry_dlq(conn, q, ids)
-        after.append(Event("Normal", "DLQRetried", f"{q}: sent {len(sent)} job(s) back"))
+        after.append(Event("Normal", EventReason.DLQ_RETRIED, f"{q}: sent {len(sent)} job(s) back"))
     if todo.sweep:
         rt.last_sweep[body["metadata"]["uid"]] = time.monotonic()
     for q in todo.sweep:
@@ -130,7 +131,7 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
             after.append(
                 Event(
                     "Warning",
-                    "StuckJobsRecovered",
+                    EventReason.STUCK_JOBS_RECOVERED,
                     f"{q}: requeued {len(report.requeued)}, dead-lettered "
                     f"{len(report.dead_lettered)} ({reasons})",
                 )

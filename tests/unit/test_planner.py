@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,14 @@ import yaml
 
 from finex_operator import builders
 from finex_operator.planner import (
+    HISTORY_LIMIT,
     DeploymentView,
     DlqEntry,
     Observed,
+    Phase,
+    PhaseRecord,
+    RestartResult,
+    RestartStatus,
     desired_replicas,
     parse_target,
     plan,
@@ -43,14 +50,10 @@ def state(q: str, *, active: int = 0, paused: bool = False, failed: int = 0) -> 
     return QueueState(q, paused, 0, active, 0, failed, 0, 1)
 
 
-def ts(seconds_ago: float) -> str:
-    return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def observed(
     *,
     spec: dict[str, Any] | None = None,
-    restart: dict[str, Any] | None = None,
+    restart: RestartStatus | None = None,
     annotations: dict[str, str] | None = None,
     active: int = 0,
     paused: bool = False,
@@ -63,7 +66,7 @@ def observed(
     parsed = parse_spec(spec or SPEC)
     st: dict[str, Any] = {"observedGeneration": 1, **(status or {})}
     if restart is not None:
-        st["restart"] = restart
+        st["restart"] = restart.to_status()
     if deployments is None:
         deployments = {}
         for q in QUEUES:
@@ -89,17 +92,16 @@ def observed(
     )
 
 
-def running(phase: str, *, since: float = 1, **extra: Any) -> dict[str, Any]:
-    return {
-        "phase": phase,
-        "requestedValue": "r1",
-        "queues": list(QUEUES),
-        "startedAt": ts(30),
-        "phaseStartedAt": ts(since),
-        "history": [],
-        "result": "",
-        **extra,
-    }
+def running(phase: Phase, *, since: float = 1, **extra: Any) -> RestartStatus:
+    """A restart of every queue (value r1) that began 30 s ago and entered phase `since` ago."""
+    restart = RestartStatus(
+        phase=phase,
+        requested_value="r1",
+        queues=QUEUES,
+        started_at=NOW - timedelta(seconds=30),
+        phase_started_at=NOW - timedelta(seconds=since),
+    )
+    return replace(restart, **extra)
 
 
 @pytest.mark.parametrize(
@@ -130,7 +132,7 @@ RESTART_TABLE = [
     ),
     (
         "same value does nothing",
-        observed(annotations={"finex.io/restart": "r1"}, restart=running("Done")),
+        observed(annotations={"finex.io/restart": "r1"}, restart=running(Phase.DONE)),
         "Done",
         [],
         [],
@@ -154,7 +156,7 @@ RESTART_TABLE = [
     ),
     (
         "Pausing pauses, then Draining",
-        observed(restart=running("Pausing"), annotations={"finex.io/restart": "r1"}),
+        observed(restart=running(Phase.PAUSING), annotations={"finex.io/restart": "r1"}),
         "Draining",
         list(QUEUES),
         [],
@@ -162,7 +164,7 @@ RESTART_TABLE = [
     ),
     (
         "Draining waits for active jobs",
-        observed(restart=running("Draining"), active=1, paused=True),
+        observed(restart=running(Phase.DRAINING), active=1, paused=True),
         "Draining",
         [],
         [],
@@ -170,7 +172,7 @@ RESTART_TABLE = [
     ),
     (
         "Draining settles before believing no active job",
-        observed(restart=running("Draining", since=0), paused=True),
+        observed(restart=running(Phase.DRAINING, since=0), paused=True),
         "Draining",
         [],
         [],
@@ -178,7 +180,7 @@ RESTART_TABLE = [
     ),
     (
         "Draining done when no active job",
-        observed(restart=running("Draining"), paused=True),
+        observed(restart=running(Phase.DRAINING), paused=True),
         "Stopping",
         [],
         [],
@@ -186,7 +188,7 @@ RESTART_TABLE = [
     ),
     (
         "Draining timeout aborts by default",
-        observed(restart=running("Draining", since=61), active=1, paused=True),
+        observed(restart=running(Phase.DRAINING, since=61), active=1, paused=True),
         "Resuming",
         [],
         [],
@@ -196,7 +198,7 @@ RESTART_TABLE = [
         "Draining timeout proceeds when asked",
         observed(
             spec={**SPEC, "onDrainTimeout": "Proceed"},
-            restart=running("Draining", since=61),
+            restart=running(Phase.DRAINING, since=61),
             active=1,
             paused=True,
         ),
@@ -207,7 +209,7 @@ RESTART_TABLE = [
     ),
     (
         "Stopping waits for Pods",
-        observed(restart=running("Stopping"), pods={"matrix": 1}, paused=True),
+        observed(restart=running(Phase.STOPPING), pods={"matrix": 1}, paused=True),
         "Stopping",
         [],
         [],
@@ -215,7 +217,7 @@ RESTART_TABLE = [
     ),
     (
         "Stopping done when Pods gone",
-        observed(restart=running("Stopping"), pods={}, paused=True),
+        observed(restart=running(Phase.STOPPING), pods={}, paused=True),
         "Starting",
         [],
         [],
@@ -224,7 +226,7 @@ RESTART_TABLE = [
     (
         "Starting waits for Ready",
         observed(
-            restart=running("Starting"),
+            restart=running(Phase.STARTING),
             deployments={q: DeploymentView(1, 0, "") for q in QUEUES},
             paused=True,
         ),
@@ -235,7 +237,7 @@ RESTART_TABLE = [
     ),
     (
         "Starting done when Ready",
-        observed(restart=running("Starting"), paused=True),
+        observed(restart=running(Phase.STARTING), paused=True),
         "Resuming",
         [],
         [],
@@ -243,7 +245,7 @@ RESTART_TABLE = [
     ),
     (
         "Resuming resumes, Done",
-        observed(restart=running("Resuming"), paused=True),
+        observed(restart=running(Phase.RESUMING), paused=True),
         "Done",
         [],
         list(QUEUES),
@@ -253,7 +255,7 @@ RESTART_TABLE = [
         "Resuming with spec.paused keeps paused",
         observed(
             spec={**SPEC, "paused": True},
-            restart=running("Resuming"),
+            restart=running(Phase.RESUMING),
             paused=True,
             status={"pausedBySpec": True},
         ),
@@ -264,7 +266,7 @@ RESTART_TABLE = [
     ),
     (
         "aborted restart still resumes",
-        observed(restart=running("Resuming", result="Aborted"), paused=True),
+        observed(restart=running(Phase.RESUMING, result=RestartResult.ABORTED), paused=True),
         "Done",
         [],
         list(QUEUES),
@@ -272,7 +274,7 @@ RESTART_TABLE = [
     ),
     (
         "Redis down holds Draining",
-        observed(restart=running("Draining"), redis_ok=False),
+        observed(restart=running(Phase.DRAINING), redis_ok=False),
         "Draining",
         [],
         [],
@@ -303,7 +305,7 @@ def test_restart_phases(
 def test_second_annotation_during_restart_is_queued_not_started() -> None:
     out = plan(
         observed(
-            restart=running("Draining"),
+            restart=running(Phase.DRAINING),
             annotations={"finex.io/restart": "r2"},
             active=1,
             paused=True,
@@ -315,7 +317,7 @@ def test_second_annotation_during_restart_is_queued_not_started() -> None:
 
 
 def test_stopping_scales_only_target_queues_to_zero() -> None:
-    restart = running("Stopping", queues=["matrix"])
+    restart = running(Phase.STOPPING, queues=("matrix",))
     obs = observed(restart=restart, deployments={q: DeploymentView(1, 1, "") for q in QUEUES})
     replicas = {b["metadata"]["name"]: b["spec"]["replicas"] for b in plan(obs).apply}
     assert replicas == {"p-matrix": 0, "p-growth": 1, "p-probability": 1}
@@ -421,11 +423,11 @@ def test_every_status_field_the_planner_writes_is_in_the_crd_schema() -> None:
     crd = yaml.safe_load((Path(__file__).parents[2] / "crds" / "finexworkerpools.yaml").read_text())
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
     statuses = [
-        plan(observed(restart=running("Resuming"), paused=True)).status,
+        plan(observed(restart=running(Phase.RESUMING), paused=True)).status,
         plan(
             observed(annotations={"finex.io/retry-dlq": "x"}, dlq={"growth": [entry("a", 0, 99)]})
         ).status,
-        plan(observed(annotations={"finex.io/restart": "r9"}, restart=running("Done"))).status,
+        plan(observed(annotations={"finex.io/restart": "r9"}, restart=running(Phase.DONE))).status,
     ]
     for status in statuses:
         assert _schema_keys(schema, status, "status") == []
@@ -460,3 +462,119 @@ def test_deployment_is_restricted_and_takes_credentials_from_secrets() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert body["metadata"]["ownerReferences"][0]["controller"] is True
+
+
+# -- status.restart as a typed value ------------------------------------------------------------
+
+AT = NOW - timedelta(seconds=30)
+ROUND_TRIPS = [
+    RestartStatus(),
+    RestartStatus(phase=Phase.DONE, requested_value="r0", message="baseline"),
+    running(Phase.DRAINING, pending="r2"),
+    running(Phase.STOPPING, queues=("matrix",)),
+    replace(running(Phase.RESUMING, result=RestartResult.ABORTED), finished_at=NOW).enter(
+        Phase.DONE, NOW, "restart aborted in 30s"
+    ),
+    RestartStatus(phase=Phase.DONE, result=RestartResult.REFUSED, requested_value="x@1"),
+]
+
+
+@pytest.mark.parametrize("restart", ROUND_TRIPS)
+def test_restart_status_round_trips(restart: RestartStatus) -> None:
+    assert RestartStatus.from_status(restart.to_status()) == restart
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        ({}, RestartStatus()),
+        (  # the baseline an earlier operator wrote: no times, no history, no pending
+            {
+                "phase": "Done",
+                "result": "",
+                "requestedValue": "r1",
+                "queues": [],
+                "message": "annotation present at creation; change its value to restart",
+            },
+            RestartStatus(
+                phase=Phase.DONE,
+                requested_value="r1",
+                message="annotation present at creation; change its value to restart",
+            ),
+        ),
+        (  # unreadable parts take their defaults instead of stopping the reconcile
+            {
+                "phase": "Draining",
+                "queues": ["growth"],
+                "phaseStartedAt": "yesterday",
+                "history": [{"phase": "Pausing", "at": "2026-01-01T11:59:30Z"}, {"phase": "?"}],
+            },
+            RestartStatus(
+                phase=Phase.DRAINING,
+                queues=("growth",),
+                history=(PhaseRecord(Phase.PAUSING, AT),),
+            ),
+        ),
+        (
+            {"result": "Succeeded", "finishedAt": "2026-01-01T12:00:00+00:00"},
+            RestartStatus(result=RestartResult.SUCCEEDED, finished_at=NOW),
+        ),
+    ],
+    ids=["empty", "old baseline", "unreadable parts", "offset time"],
+)
+def test_restart_status_parses_old_and_partial_statuses(
+    stored: dict[str, Any], expected: RestartStatus
+) -> None:
+    assert RestartStatus.from_status(stored) == expected
+
+
+def test_restart_status_renders_the_crd_shape() -> None:
+    rendered = running(Phase.DRAINING).enter(Phase.STOPPING, NOW, "drained").to_status()
+    assert rendered == {
+        "phase": "Stopping",
+        "result": "",
+        "requestedValue": "r1",
+        "queues": list(QUEUES),
+        "startedAt": "2026-01-01T11:59:30Z",
+        "phaseStartedAt": "2026-01-01T12:00:00Z",
+        "finishedAt": None,
+        "message": "drained",
+        "pending": "",
+        "history": [{"phase": "Stopping", "at": "2026-01-01T12:00:00Z"}],
+    }
+
+
+def test_enter_returns_a_copy_and_keeps_the_last_history_entries() -> None:
+    restart = running(Phase.PAUSING)
+    moved = restart
+    for i in range(HISTORY_LIMIT + 3):
+        moved = moved.enter(Phase.DRAINING, NOW + timedelta(seconds=i), f"tick {i}")
+    assert restart.history == ()  # unchanged
+    assert len(moved.history) == HISTORY_LIMIT
+    assert moved.history[-1].at == NOW + timedelta(seconds=HISTORY_LIMIT + 2)
+
+
+def test_a_new_restart_clears_the_last_finish_time_through_the_merge_patch() -> None:
+    done = replace(running(Phase.DONE, result=RestartResult.SUCCEEDED), finished_at=AT)
+    out = plan(observed(restart=done, annotations={"finex.io/restart": "r2"}))
+    restart = out.status["restart"]
+    assert (restart["phase"], restart["requestedValue"]) == ("Pausing", "r2")
+    assert "finishedAt" in restart
+    assert restart["finishedAt"] is None  # null in a JSON merge patch removes the stored value
+
+
+def test_the_planner_package_does_no_io() -> None:
+    """The planner stays pure: no kopf, Kubernetes or Redis client in any of its modules."""
+    package = Path(__file__).parents[2] / "operator" / "finex_operator" / "planner"
+    banned = {"kopf", "kubernetes", "redis", "rq", "psycopg"}
+    found = []
+    for module in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            found += [f"{module.name}: {n}" for n in names if n.split(".")[0] in banned]
+    assert found == []

@@ -1,0 +1,63 @@
+"""The pure heart of the operator: from what it observed, decide what to do and what to report.
+
+plan() takes an Observed snapshot (the CR, its Deployments and Pods, the queues in Redis, the
+clock) and returns a Plan: Deployments to create or patch, queues to pause or resume, DLQ jobs to
+retry, queues to sweep, Events to post, and the new status. It does no I/O (no kopf, Kubernetes
+or Redis imports), so every decision is covered by table-driven unit tests, and running it twice
+on the same world gives the same plan.
+
+One module per concern:
+
+- model: Observed, Plan, Event and the views of Deployments and DLQ jobs;
+- annotations: finex.io/restart and finex.io/retry-dlq, and how their values name queues;
+- restart_status: status.restart as a typed, frozen RestartStatus (Phase, RestartResult);
+- restart: the restart's state machine, at most one phase per reconcile; its state lives only
+  in status.restart, so an operator killed in any phase picks up where the last one stopped;
+- pause: the declarative pause (spec.paused);
+- dlq: the DLQ retry policy and parking;
+- deployments: one Deployment per queue, patched when its spec hash differs;
+- status: status.queues, totals and conditions;
+- pool: plan(), which calls them in that order;
+- timestamps: the status's time format.
+
+Reasons of Events and conditions are named in finex_operator.reasons.
+"""
+
+from finex_operator.planner.annotations import (
+    RESTART_ANNOTATION,
+    RETRY_DLQ_ANNOTATION,
+    parse_target,
+)
+from finex_operator.planner.model import DeploymentView, DlqEntry, Event, Observed, Plan
+from finex_operator.planner.pause import PAUSED_BY
+from finex_operator.planner.pool import plan
+from finex_operator.planner.restart import DRAIN_SETTLE_SECONDS, desired_replicas
+from finex_operator.planner.restart_status import (
+    HISTORY_LIMIT,
+    PHASES,
+    Phase,
+    PhaseRecord,
+    RestartResult,
+    RestartStatus,
+)
+
+__all__ = [
+    "DRAIN_SETTLE_SECONDS",
+    "HISTORY_LIMIT",
+    "PAUSED_BY",
+    "PHASES",
+    "RESTART_ANNOTATION",
+    "RETRY_DLQ_ANNOTATION",
+    "DeploymentView",
+    "DlqEntry",
+    "Event",
+    "Observed",
+    "Phase",
+    "PhaseRecord",
+    "Plan",
+    "RestartResult",
+    "RestartStatus",
+    "desired_replicas",
+    "parse_target",
+    "plan",
+]

@@ -1,0 +1,35 @@
+"""plan() for one pool: each concern in turn, then the status that reports them all."""
+
+from __future__ import annotations
+
+from finex_operator.planner.deployments import plan_deployments
+from finex_operator.planner.dlq import plan_dlq
+from finex_operator.planner.model import Observed, Plan
+from finex_operator.planner.pause import plan_pause
+from finex_operator.planner.restart import plan_restart
+from finex_operator.planner.status import build_status, queue_entries
+
+
+def plan(obs: Observed) -> Plan:
+    """Decide one reconcile's actions and the status to report. Pure.
+
+    The order matters: the declarative pause and the Deployments follow the restart as it is
+    after this reconcile's step (a queue being restarted stays paused, and goes to 0 replicas
+    in Stopping).
+    """
+    out = Plan()
+    restart = plan_restart(obs, out)
+    paused_by_spec = plan_pause(obs, out, restart)
+    dlq_status, parked = plan_dlq(obs, out)
+    if obs.sweep_due and obs.queues is not None:
+        out.sweep = list(obs.spec.queue_names)
+    not_ready = plan_deployments(obs, out, restart)
+    out.status = build_status(
+        obs,
+        restart=restart,
+        queues=queue_entries(obs, parked),
+        not_ready=not_ready,
+        dlq=dlq_status,
+        paused_by_spec=paused_by_spec,
+    )
+    return out

@@ -1,0 +1,214 @@
+"""The safe restart's state machine: Pausing, Draining, Stopping, Starting, Resuming, Done.
+
+Each reconcile advances the restart by at most one phase, from the RestartStatus it read. A step
+is a function of (what was observed, the restart, its target queues) that returns the next
+RestartStatus and adds its actions and Events to the plan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Final, Literal
+
+from finex_operator.planner.annotations import RESTART_ANNOTATION, parse_target
+from finex_operator.planner.model import Event, Observed, Plan
+from finex_operator.planner.restart_status import Phase, RestartResult, RestartStatus
+from finex_operator.reasons import EventReason
+from finex_operator.spec import PoolSpec
+
+#: Draining lasts at least this long, so a job a worker popped just before the pause has
+#: registered as started before "no active jobs" is believed.
+DRAIN_SETTLE_SECONDS: Final = 1.0
+
+#: The Event that says how a restart ended.
+_FINISHED: Final = {
+    RestartResult.SUCCEEDED: EventReason.RESTART_SUCCEEDED,
+    RestartResult.ABORTED: EventReason.RESTART_ABORTED,
+}
+
+
+def plan_restart(obs: Observed, plan: Plan) -> RestartStatus | None:
+    """Advance the restart by at most one phase; returns the new status.restart (None: none)."""
+    stored = obs.status.get("restart")
+    restart = RestartStatus.from_status(stored) if stored else None
+    value = obs.annotations.get(RESTART_ANNOTATION)
+    if restart is None or restart.phase is Phase.DONE:
+        return _plan_new_restart(obs, plan, restart, value)
+
+    # A queue removed from the spec mid-restart is dropped from it (its Deployment is gone).
+    targets = [q for q in restart.queues if q in obs.spec.queue_names]
+    if value is not None and value != restart.requested_value:
+        if restart.pending != value:
+            plan.events.append(
+                Event(
+                    "Normal",
+                    EventReason.RESTART_QUEUED,
+                    f"restart {value!r} requested while restart {restart.requested_value!r}"
+                    f" is {restart.phase}; it starts when this one is done",
+                )
+            )
+        restart = replace(restart, pending=value)
+    elif restart.pending:
+        restart = replace(restart, pending="")
+
+    phase = restart.phase
+    if obs.queues is None and phase in (Phase.PAUSING, Phase.DRAINING, Phase.RESUMING):
+        return replace(restart, message=f"waiting for Redis to continue {phase}: {obs.redis_error}")
+    step = _PHASE_STEPS.get(phase) if phase is not None else None
+    return step(obs, plan, restart, targets) if step is not None else restart
+
+
+def _plan_new_restart(
+    obs: Observed, plan: Plan, restart: RestartStatus | None, value: str | None
+) -> RestartStatus | None:
+    """No restart running: start one if the annotation carries a value not yet handled."""
+    if value is None or (restart is not None and value == restart.requested_value):
+        return restart
+    previous = restart or RestartStatus()
+    if not obs.status.get("observedGeneration"):
+        # First sight of the pool: an annotation it was created with is the baseline.
+        message = "annotation present at creation; change its value to restart"
+        return _handled_without_restart(previous, value, RestartResult.NONE, message)
+    targets, error = parse_target(value, obs.spec.queue_names)
+    if error:
+        plan.events.append(Event("Warning", EventReason.RESTART_REFUSED, error))
+        refused = f"restart refused: {error}"
+        return replace(
+            _handled_without_restart(previous, value, RestartResult.REFUSED, refused), pending=""
+        )
+    new = RestartStatus(
+        requested_value=value,
+        queues=tuple(targets),
+        started_at=obs.now,
+        finished_at=None,  # rendered as null: the merge patch removes the last restart's time
+    ).enter(Phase.PAUSING, obs.now, f"restart of {', '.join(targets)} requested ({value})")
+    plan.events.append(
+        Event("Normal", EventReason.RESTART_STARTED, f"{new.message}; pausing the queues")
+    )
+    return new
+
+
+def _handled_without_restart(
+    previous: RestartStatus, value: str, result: RestartResult, message: str
+) -> RestartStatus:
+    """Done at once: the value is handled (taken as the baseline, or refused) and nothing runs."""
+    return replace(
+        previous,
+        phase=Phase.DONE,
+        result=result,
+        requested_value=value,
+        queues=(),
+        message=message,
+    )
+
+
+def _step_pausing(
+    obs: Observed, plan: Plan, restart: RestartStatus, targets: list[str]
+) -> RestartStatus:
+    assert obs.queues is not None
+    plan.pause += [q for q in targets if not obs.queues[q].paused]
+    restart = restart.enter(
+        Phase.DRAINING, obs.now, f"paused {', '.join(targets)}; waiting for active jobs"
+    )
+    plan.events.append(Event("Normal", EventReason.RESTART_DRAINING, restart.message))
+    return restart
+
+
+def _step_draining(
+    obs: Observed, plan: Plan, restart: RestartStatus, targets: list[str]
+) -> RestartStatus:
+    states = obs.queues
+    assert states is not None
+    plan.pause += [q for q in targets if not states[q].paused]  # re-assert: level-based
+    active = sum(states[q].active for q in targets)
+    waited = (obs.now - (restart.phase_started_at or obs.now)).total_seconds()
+    timeout = obs.spec.drain_timeout_seconds
+    if active == 0 and waited >= DRAIN_SETTLE_SECONDS:
+        restart = restart.enter(Phase.STOPPING, obs.now, f"drained in {waited:.0f}s; scaling to 0")
+        plan.events.append(Event("Normal", EventReason.RESTART_STOPPING, restart.message))
+        return restart
+    if active == 0 or waited < timeout:
+        return replace(restart, message=f"draining: {active} active job(s) after {waited:.0f}s")
+    timed_out = f"drain timed out after {timeout}s with {active} active job(s); "
+    if obs.spec.on_drain_timeout == "Proceed":
+        restart = restart.enter(
+            Phase.STOPPING,
+            obs.now,
+            timed_out + "proceeding (onDrainTimeout=Proceed): workers get a warm shutdown",
+        )
+    else:
+        restart = replace(restart, result=RestartResult.ABORTED).enter(
+            Phase.RESUMING,
+            obs.now,
+            timed_out + "aborting (onDrainTimeout=Abort): resuming the queues without a restart",
+        )
+    plan.events.append(Event("Warning", EventReason.DRAIN_TIMED_OUT, restart.message))
+    return restart
+
+
+def _step_stopping(
+    obs: Observed, plan: Plan, restart: RestartStatus, targets: list[str]
+) -> RestartStatus:
+    left = {q: obs.pods.get(q, 0) for q in targets}
+    scaled = all(q in obs.deployments and obs.deployments[q].replicas == 0 for q in targets)
+    if scaled and not any(left.values()):
+        restart = restart.enter(Phase.STARTING, obs.now, "all Pods gone; scaling back up")
+        plan.events.append(Event("Normal", EventReason.RESTART_STARTING, restart.message))
+        return restart
+    waiting = ", ".join(f"{q} {n}" for q, n in left.items())
+    return replace(restart, message=f"waiting for Pods to stop: {waiting}")
+
+
+def _step_starting(
+    obs: Observed, plan: Plan, restart: RestartStatus, targets: list[str]
+) -> RestartStatus:
+    waiting = []
+    for q in targets:
+        want = obs.spec.queue(q).replicas
+        dep = obs.deployments.get(q)
+        if dep is None or dep.replicas != want or dep.ready_replicas != want:
+            waiting.append(f"{q} {dep.ready_replicas if dep else 0}/{want}")
+    if waiting:
+        return replace(restart, message="waiting for Pods to be Ready: " + ", ".join(waiting))
+    restart = restart.enter(Phase.RESUMING, obs.now, "all Pods Ready; resuming the queues")
+    plan.events.append(Event("Normal", EventReason.RESTART_RESUMING, restart.message))
+    return restart
+
+
+def _step_resuming(
+    obs: Observed, plan: Plan, restart: RestartStatus, targets: list[str]
+) -> RestartStatus:
+    assert obs.queues is not None
+    result = restart.result if restart.result is RestartResult.ABORTED else RestartResult.SUCCEEDED
+    if obs.spec.paused:
+        note = "spec.paused is true, so the queues stay paused"
+    else:
+        plan.resume += [q for q in targets if obs.queues[q].paused]
+        note = f"resumed {', '.join(targets)}"
+    took = (obs.now - (restart.started_at or obs.now)).total_seconds()
+    restart = replace(restart, result=result, finished_at=obs.now).enter(
+        Phase.DONE, obs.now, f"restart {result.lower()} in {took:.0f}s; {note}"
+    )
+    kind: Literal["Normal", "Warning"] = (
+        "Normal" if result is RestartResult.SUCCEEDED else "Warning"
+    )
+    plan.events.append(Event(kind, _FINISHED[result], restart.message))
+    return restart
+
+
+_Step = Callable[[Observed, Plan, RestartStatus, list[str]], RestartStatus]
+_PHASE_STEPS: Final[dict[Phase, _Step]] = {
+    Phase.PAUSING: _step_pausing,
+    Phase.DRAINING: _step_draining,
+    Phase.STOPPING: _step_stopping,
+    Phase.STARTING: _step_starting,
+    Phase.RESUMING: _step_resuming,
+}
+
+
+def desired_replicas(spec: PoolSpec, queue: str, restart: RestartStatus | None) -> int:
+    """The spec's replicas, except 0 for a queue whose restart is in Stopping."""
+    if restart is not None and restart.phase is Phase.STOPPING and queue in restart.queues:
+        return 0
+    return spec.queue(queue).replicas

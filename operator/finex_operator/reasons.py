@@ -1,0 +1,84 @@
+"""Every reason the operator reports, named once (like cert-manager's constants.go).
+
+Kubernetes API conventions want a reason to be a short CamelCase word that a program can match
+on, so each one is written here and nowhere else: the planner and the reconcile post Events and
+build Conditions with these names, and tests/unit/test_reasons.py checks the spelling, that no
+value is used twice, and that docs/operator.md lists exactly these.
+
+While a restart runs, the `Restarting` condition is True with the phase's name as its reason
+(`planner.restart_status.Phase`: Pausing, Draining, ...); those names are not repeated here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum, unique
+
+
+@unique
+class EventReason(StrEnum):
+    """The reason of an Event posted on a pool."""
+
+    #: a new finex.io/restart value started a restart (Pausing).
+    RESTART_STARTED = "RestartStarted"
+    #: the target queues are paused; waiting for their active jobs (Draining).
+    RESTART_DRAINING = "RestartDraining"
+    #: the queues drained (or the drain timed out with Proceed); scaling to 0 (Stopping).
+    RESTART_STOPPING = "RestartStopping"
+    #: every target Pod is gone; scaling back up (Starting).
+    RESTART_STARTING = "RestartStarting"
+    #: every target Pod is Ready; resuming the queues (Resuming).
+    RESTART_RESUMING = "RestartResuming"
+    #: a restart finished with every phase done (Warning-free Done).
+    RESTART_SUCCEEDED = "RestartSucceeded"
+    #: a restart whose drain timed out with onDrainTimeout=Abort finished (a Warning).
+    RESTART_ABORTED = "RestartAborted"
+    #: a finex.io/restart value names a queue the pool does not have (a Warning).
+    RESTART_REFUSED = "RestartRefused"
+    #: a new finex.io/restart value arrived while a restart runs; it starts after this one.
+    RESTART_QUEUED = "RestartQueued"
+    #: Draining reached drainTimeoutSeconds with jobs still active (a Warning).
+    DRAIN_TIMED_OUT = "DrainTimedOut"
+    #: spec.paused is true and some queues were not paused yet.
+    PAUSED = "Paused"
+    #: spec.paused went back to false: the queues the operator paused were resumed.
+    RESUMED = "Resumed"
+    #: the DLQ policy found jobs whose backoff has passed and retries them.
+    DLQ_AUTO_RETRY = "DLQAutoRetry"
+    #: after a DLQ retry was carried out: how many jobs went back to their queue.
+    DLQ_RETRIED = "DLQRetried"
+    #: a new finex.io/retry-dlq value forces a retry of whole DLQs, parked jobs included.
+    DLQ_RETRY_REQUESTED = "DLQRetryRequested"
+    #: a finex.io/retry-dlq value names a queue the pool does not have (a Warning).
+    DLQ_RETRY_REFUSED = "DLQRetryRefused"
+    #: more DLQ jobs reached dlq.maxRetries and are parked (a Warning naming them).
+    DLQ_JOBS_PARKED = "DLQJobsParked"
+    #: a queue's Deployment was created or patched to what the spec says.
+    DEPLOYMENT_APPLIED = "DeploymentApplied"
+    #: the stuck-job sweep requeued or dead-lettered jobs of dead workers (a Warning).
+    STUCK_JOBS_RECOVERED = "StuckJobsRecovered"
+
+
+@unique
+class ConditionReason(StrEnum):
+    """The reason of a condition in status.conditions (besides the phase names, see above)."""
+
+    #: Ready is False while a restart runs.
+    RESTARTING = "Restarting"
+    #: Ready is False: some Deployment has fewer Ready replicas than it should.
+    DEPLOYMENTS_NOT_READY = "DeploymentsNotReady"
+    #: Ready is True: every queue's Pods are Ready.
+    ALL_QUEUES_READY = "AllQueuesReady"
+    #: Restarting is False and the pool has never restarted.
+    NO_RESTART = "NoRestart"
+    #: Restarting is False and the last restart succeeded.
+    RESTART_SUCCEEDED = "RestartSucceeded"
+    #: Restarting is False and the last restart was aborted at its drain timeout.
+    RESTART_ABORTED = "RestartAborted"
+    #: Restarting is False and the last restart value was refused.
+    RESTART_REFUSED = "RestartRefused"
+    #: Degraded is True: Redis could not be read (Secret, key or connection); see the message.
+    REDIS_UNAVAILABLE = "RedisUnavailable"
+    #: Degraded is True: some DLQ jobs are parked after dlq.maxRetries.
+    JOBS_PARKED = "JobsParked"
+    #: Degraded is False.
+    AS_EXPECTED = "AsExpected"
