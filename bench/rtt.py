@@ -1,6 +1,6 @@
 """Run the ``finex`` or ``rq`` command line with every Redis round trip counted.
 
-    python bench/rtt.py OUT_FILE finex|rq ARGS...
+    python bench/rtt.py OUT_FILE finex|rq|floor ARGS...
 
 A round trip is one send on a Redis connection: a single command, or a whole pipeline (redis-py
 sends a pipeline in one write and reads all replies). ``INFO commandstats`` counts commands; this
@@ -63,8 +63,12 @@ def main() -> None:
         from rq.cli import main as rq_main
 
         rq_main()
+    elif tool == "floor":
+        import floor
+
+        floor.main()
     else:
-        sys.exit(f"unknown tool {tool!r}; expected finex or rq")
+        sys.exit(f"unknown tool {tool!r}; expected finex, rq or floor")
 
 
 if __name__ == "__main__":

@@ -1,53 +1,109 @@
-"""The worker process: an RQ SimpleWorker with per-queue pause, in-job heartbeats and a DLQ rule.
+"""The worker process: an RQ SimpleWorker whose per-job path costs two Redis round trips.
 
 Why SimpleWorker: our supervisor already runs one forked process per unit of concurrency, so a
-second fork per job (what ``rq worker`` does) only adds latency. Jobs still go through RQ's own
-code paths and structures, so RQ's tools and rq-dashboard see them as usual.
+second fork per job (what ``rq worker`` does) only adds latency. Jobs stay in RQ's own
+structures (queue list, job hash, execution hash, started/finished/failed registries, results
+stream), so ``rq info``, rq-dashboard and RQ's own maintenance see them as usual.
 
-What we add:
-- Per-queue pause. RQ's ``rq suspend`` stops every queue; ours is a ``finex:paused:<queue>`` key.
-  A paused worker takes no new job. A worker blocked in BLMOVE when the pause is set may still
-  receive a job enqueued after it; it checks the flag after the pop and puts the job back at the
-  head of the queue, in one script with removing it from RQ's intermediate list, so nothing is
-  lost.
-- Heartbeats while a job runs, from a thread, because SimpleWorker has no monitoring parent.
-  Without them a long job would look abandoned to ``clean-stuck-jobs``.
-- Bad payloads (PayloadError) are not retried: they go straight to the DLQ with their message.
-- Lifetime completed/failed counters per queue in Redis (``finex:stats:<queue>``), updated in the
-  same pipeline as RQ's own bookkeeping.
-- Optional job metrics (duration, outcome) per attempt, for the supervisor's /metrics.
-- SIGTERM is RQ's warm shutdown: the running job finishes and commits, then the process exits.
-- The worker listens on its command channel before it registers, so it never shows up as live
-  while a ``finex workers stop`` (RQ's ``shutdown`` command over pub/sub) would still be lost.
+The hot path, per job:
+
+1. **claim** (one round trip, ``control/lua/claim.lua``): checks ``rq suspend`` and our
+   per-queue pause, pops the next id, reads the job hash, and writes what RQ writes when it
+   starts a job (execution, started registry, worker state, job status). Pop and start are one
+   atomic step, so a job is never popped but not started, and a paused queue is never popped.
+2. the job runs in this process, under RQ's death penalty (``job.timeout``);
+3. **finish** (one round trip): RQ's own success bookkeeping (result, finished registry, job
+   expiry, execution cleanup, worker counters) plus our ``finex:stats`` counter, all queued on
+   one MULTI pipeline.
+
+Everything off the hot path stays RQ's code: failures and retries (``handle_job_failure``),
+jobs with dependents, callbacks, repeats, rate limits or webhooks, registration, commands and
+maintenance. An idle worker waits with ``BLMOVE q q`` (head to head: it wakes when the queue has
+a job and takes nothing), then claims.
+
+Heartbeats: one long-lived thread, woken per job, beats only while a job runs longer than the
+monitoring interval, so a long job stays visibly alive to ``clean-stuck-jobs`` and a short one
+costs no beat. Bad payloads (PayloadError) are not retried: they go straight to the DLQ. SIGTERM
+is RQ's warm shutdown: the running job finishes and commits, then the process exits. The worker
+listens on its command channel before it registers, so a ``finex workers stop`` is never lost.
 """
 
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 import redis
-from rq.executions import Execution
-from rq.job import Job
+from rq.defaults import RQ_KEY_PREFIX
+from rq.exceptions import StopRequested
+from rq.executions import Execution, cleanup_execution
+from rq.job import Job, JobStatus, Retry
 from rq.queue import Queue
+from rq.suspension import WORKERS_SUSPENDED
+from rq.timeouts import JobTimeoutException
 from rq.utils import now as utcnow
+from rq.utils import utcformat
 from rq.worker import SimpleWorker, WorkerStatus
 
 from finex_workers.control import scripts
 from finex_workers.core.errors import PayloadError
 from finex_workers.core.keys import paused_key, stats_key
+from finex_workers.infra import rqkeys
+from finex_workers.infra.redisconn import text
 
 if TYPE_CHECKING:
     from finex_workers.observability.metrics import WorkerMetrics
 
-#: How often a paused worker re-checks the pause flag, in seconds.
+#: How often a paused (or suspended) worker re-checks the flag, in seconds.
 PAUSE_POLL_SECONDS = 0.2
 #: Longest a worker blocks waiting for a job before re-checking stop/pause state, in seconds.
 DEQUEUE_TIMEOUT = 5
 #: Longest a starting worker waits for Redis to confirm its command-channel subscription.
 SUBSCRIBE_TIMEOUT = 10.0
+
+
+class _Beater(threading.Thread):
+    """One thread for the worker's life: beats for the running job every `interval` seconds."""
+
+    def __init__(self, worker: FinexWorker, interval: float) -> None:
+        super().__init__(daemon=True, name="finex-heartbeat")
+        self.worker = worker
+        self.interval = interval
+        self._wake = threading.Event()
+        self._current: tuple[Job, Execution] | None = None
+        self._done = False
+
+    def begin(self, job: Job, execution: Execution) -> None:
+        self._current = (job, execution)
+        self._wake.set()
+
+    def end(self) -> None:
+        self._current = None
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._done = True
+        self._wake.set()
+
+    def run(self) -> None:
+        while not self._done:
+            self._wake.wait()
+            self._wake.clear()
+            current = self._current
+            if current is None:
+                continue
+            # A job runs: beat until begin/end/stop wakes the thread (the next job, or none).
+            while not self._wake.wait(self.interval):
+                try:
+                    self.worker.maintain_heartbeats(*current)
+                except redis.RedisError as exc:
+                    self.worker.log.warning(
+                        "Worker %s: heartbeat failed: %s", self.worker.name, exc
+                    )
 
 
 class FinexWorker(SimpleWorker):
@@ -58,11 +114,15 @@ class FinexWorker(SimpleWorker):
         self.metrics = metrics
         if len(self.queues) != 1:
             raise ValueError("a FinexWorker serves exactly one queue")
-        self._heartbeat_stop = threading.Event()
+        self._beater = _Beater(
+            self, max(1.0, min(self.job_monitoring_interval, self.worker_ttl / 3))
+        )
 
     @property
     def queue_name(self) -> str:
         return str(self.queues[0].name)
+
+    # -- start-up --------------------------------------------------------------------------
 
     def register_birth(self) -> None:
         # RQ registers the worker and only then subscribes to its command channel, so a command
@@ -94,85 +154,200 @@ class FinexWorker(SimpleWorker):
     def dequeue_timeout(self) -> int:
         return DEQUEUE_TIMEOUT
 
-    # -- pause -----------------------------------------------------------------------------
-
     def is_paused(self) -> bool:
         return bool(self.connection.exists(paused_key(self.queue_name)))
 
-    def _wait_while_paused(self) -> None:
-        if not self.is_paused():
-            return
+    # -- the loop ----------------------------------------------------------------------------
+
+    def work(  # type: ignore[override]
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        max_jobs: int | None = None,
+    ) -> bool:
+        """Claim, run and finish jobs until stopped (or, with burst, until the queue is empty)."""
+        self.bootstrap(logging_level)
+        self._install_signal_handlers()  # type: ignore[no-untyped-call]
+        self._beater.start()
+        completed = 0
+        try:
+            while not self._stop_requested:
+                if self.should_run_maintenance_tasks:
+                    self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
+                claimed = self._claim()
+                if claimed == "empty":
+                    if burst:
+                        self.log.info("Worker %s: done, quitting", self.name)
+                        break
+                    self._wait_for_work()
+                    continue
+                if claimed in ("paused", "suspended"):
+                    if burst and claimed == "suspended":
+                        break
+                    self._wait_while(claimed)
+                    continue
+                if isinstance(claimed, tuple):
+                    self._run(*claimed)
+                    completed += 1
+                    if max_jobs is not None and completed >= max_jobs:
+                        break
+        except StopRequested:
+            pass
+        except redis.exceptions.ConnectionError as exc:
+            self.log.error("Worker %s: lost Redis (%s), quitting", self.name, exc)
+        finally:
+            self._beater.stop()
+            self.teardown()  # type: ignore[no-untyped-call]
+        return bool(completed)
+
+    def _claim(self) -> str | tuple[Job, Queue, Execution, bool]:
+        """One round trip: the next job, started; or why there is none ('empty', 'paused', ...)."""
+        queue = self.queues[0]
+        execution_id = uuid4().hex
+        started = utcnow()
+        ttl = self.get_heartbeat_ttl_for(queue)
+        # Busy before the claim: a SIGTERM arriving while the claim runs asks for a warm stop
+        # instead of interrupting a job that Redis has already marked started.
+        self._state = WorkerStatus.BUSY
+        reply = scripts.script(self.connection, "claim")(
+            keys=[
+                queue.key,
+                paused_key(self.queue_name),
+                WORKERS_SUSPENDED,
+                queue.started_job_registry.key,
+                self.key,
+                self.executions_key,
+            ],
+            args=[
+                Job.redis_job_namespace_prefix,
+                f"{RQ_KEY_PREFIX}:execution:",
+                rqkeys.executions_key(""),
+                execution_id,
+                self.name,
+                started.timestamp(),
+                utcformat(started),
+                ttl,
+                self.worker_ttl + 60,
+            ],
+        )
+        if reply is None or text(reply[0]) != "job":
+            self._state = WorkerStatus.IDLE
+            if reply is not None and text(reply[0]) == "missing":
+                self.log.warning("Worker %s: job %s has no data; dropped", self.name, reply[1])
+            return "empty" if reply is None or text(reply[0]) == "missing" else text(reply[0])
+        _, job_id, has_dependents, flat = reply
+        job = self.job_class(text(job_id), connection=self.connection, serializer=self.serializer)
+        job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
+        job.worker_name = self.name
+        job.started_at = job.last_heartbeat = started
+        job._status = JobStatus.STARTED
+        execution = Execution(execution_id, job.id, self.connection, worker_name=self.name)
+        execution.created_at = execution.last_heartbeat = started
+        execution._job = job
+        self.executions[execution.id] = execution
+        self.last_heartbeat = started
+        return job, queue, execution, bool(has_dependents)
+
+    def get_heartbeat_ttl_for(self, queue: Queue) -> int:
+        # Entries in the started registry expire this long after the last beat: a dead worker's
+        # job becomes visibly abandoned within about worker_ttl, not job timeout + 60s.
+        return int(self.worker_ttl)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.get_heartbeat_ttl_for(self.queues[0])
+
+    def _wait_for_work(self) -> None:
+        """Block until the queue has a job (BLMOVE head to head takes nothing), or time out."""
+        self.heartbeat()
+        self.set_state(WorkerStatus.IDLE)
+        key = self.queues[0].key
+        self.connection.blmove(key, key, self.dequeue_timeout, "LEFT", "LEFT")
+
+    def _wait_while(self, why: str) -> None:
         self.set_state(WorkerStatus.SUSPENDED)
-        self.log.info("Worker %s: queue %s is paused; waiting", self.name, self.queue_name)
-        while self.is_paused():
-            if self._stop_requested:
-                return
+        self.log.info("Worker %s: queue %s is %s; waiting", self.name, self.queue_name, why)
+        while not self._stop_requested:
             self.heartbeat()
             time.sleep(PAUSE_POLL_SECONDS)
+            if why == "paused" and not self.is_paused():
+                break
+            if why == "suspended" and not self.connection.exists(WORKERS_SUSPENDED):
+                break
         self.log.info("Worker %s: queue %s resumed", self.name, self.queue_name)
         self.set_state(WorkerStatus.IDLE)
 
-    def dequeue_job_and_maintain_ttl(
-        self, timeout: int | None, max_idle_time: int | None = None
-    ) -> tuple[Job, Queue] | None:
-        # The flag is checked once per job, after the pop: that check is what makes the pause
-        # safe for a worker that was blocked in BLMOVE when it was set. Only after seeing the
-        # queue paused does the worker wait (polling) before popping again.
-        while True:
-            if self._stop_requested:
-                return None
-            result = super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-            if result is None:
-                return None
-            job, queue = result
-            if not self.is_paused():
-                return result
-            self.log.info(
-                "Worker %s: %s paused after pop; returning job %s", self.name, queue.name, job.id
-            )
-            scripts.put_back(self.connection, queue.name, job.id)
-            self._wait_while_paused()
-
-    # -- heartbeats during a job --------------------------------------------------------------
-
-    def _beat(self, job: Job, execution: Execution) -> None:
-        interval = max(1.0, min(self.job_monitoring_interval, self.worker_ttl / 3))
-        while not self._heartbeat_stop.wait(interval):
-            try:
-                self.maintain_heartbeats(job, execution)
-            except redis.RedisError as exc:
-                self.log.warning("Worker %s: heartbeat failed: %s", self.name, exc)
-
-    def execute_job(self, job: Job, queue: Queue) -> None:
-        execution = self.prepare_execution(job)
-        self._heartbeat_stop.clear()
-        beat = threading.Thread(
-            target=self._beat, args=(job, execution), daemon=True, name="finex-heartbeat"
-        )
-        beat.start()
+    def _run(self, job: Job, queue: Queue, execution: Execution, has_dependents: bool) -> None:
         started = time.monotonic()
+        self._beater.begin(job, execution)
+        ok = False
         try:
-            ok = self.perform_job(job, queue, execution)
+            try:
+                timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
+                with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
+                    value = job.perform()
+            except Exception:
+                self._finalize_failure(job, queue, execution, sys.exc_info())
+            else:
+                if self._plain(job, value, has_dependents):
+                    self._finish(job, queue, execution, value)
+                else:
+                    self._finalize_success(job, queue, execution, value)
+                ok = True
         finally:
-            self._heartbeat_stop.set()
-            beat.join()
+            self._beater.end()
+            self._state = WorkerStatus.IDLE
+        seconds = time.monotonic() - started
+        if ok:
+            self.log.info(
+                "Worker %s: %s: %s OK in %.1f ms", self.name, queue.name, job.id, seconds * 1e3
+            )
         if self.metrics is not None:
-            self.metrics.observe(self.queue_name, ok=ok, seconds=time.monotonic() - started)
+            self.metrics.observe(self.queue_name, ok=ok, seconds=seconds)
+
+    @staticmethod
+    def _plain(job: Job, value: object, has_dependents: bool) -> bool:
+        """A success that needs none of RQ's extras, so it can finish in one round trip."""
+        return not (
+            has_dependents
+            or isinstance(value, Retry)
+            or job._success_callback_name
+            or job.repeats_left
+            or job.has_rate_limit
+            or job.webhooks
+        )
+
+    def _finish(self, job: Job, queue: Queue, execution: Execution, value: object) -> None:
+        """RQ's success bookkeeping (handle_job_success without dependents), one MULTI."""
+        job.ended_at = utcnow()
+        job._result = value
+        job._status = JobStatus.FINISHED
+        result_ttl = job.get_result_ttl(self.default_result_ttl)
+        with self.connection.pipeline() as pipe:
+            self.increment_successful_job_count(pipeline=pipe)
+            self.increment_total_working_time(job.ended_at - job.started_at, pipe)  # type: ignore[operator]
+            if result_ttl != 0:
+                job._handle_success(
+                    result_ttl,
+                    pipeline=pipe,
+                    worker_name=self.name,
+                    execution_id=execution.id,
+                    execution_started_at=execution.created_at,
+                    execution_ended_at=job.ended_at,
+                )
+            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
+            cleanup_execution(self, job, pipeline=pipe, execution=execution)
+            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+            pipe.execute()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        # RQ beats several times per job (HSET + 2x EXPIRE each, unpipelined). A beat within the
-        # last third of the TTL is recent enough: skipping it saves ~9 round trips per job.
-        # Beats with an explicit TTL or inside a pipeline always go through.
+        # RQ beats the worker hash with HSET + 2x EXPIRE, unpipelined. The claim script already
+        # refreshes it with every job, so an idle or paused worker beats only when a third of
+        # its TTL has passed. Beats with an explicit TTL or inside a pipeline always go through.
         if timeout is None and pipeline is None and self.last_heartbeat is not None:
             age = (utcnow() - self.last_heartbeat).total_seconds()
             if age < self.worker_ttl / 3:
                 return
         super().heartbeat(timeout, pipeline)
-
-    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
-        # Entries in the started registry expire this long after the last beat: a dead worker's
-        # job becomes visibly abandoned within about worker_ttl, not job timeout + 60s.
-        return int(self.worker_ttl)
 
     # -- failures and counters ------------------------------------------------------------------
 
