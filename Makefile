@@ -11,7 +11,7 @@ K8S_CACHE ?= $(HOME)/.cache/finex/k8s
 export K8S_CACHE
 
 .PHONY: help bootstrap k8s-tools dev test test-unit test-integration test-e2e lint fmt bench \
-        bench-operator cluster-up cluster-down kind-up kind-down clean chart-sync chart-lint
+        bench-hotpath bench-operator cluster-up cluster-down kind-up kind-down clean chart-sync chart-lint
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ fmt: bootstrap ## Apply ruff's formatting and fixes
 
 bench: bootstrap ## Benchmarks: ratios against baselines measured in the same run
 	$(PY) bench/run.py
+
+bench-hotpath: bootstrap ## Worker hot path vs rq SimpleWorker, forking Worker, a Lua floor; profiles
+	$(PY) bench/hotpath.py --profile
 
 bench-operator: bootstrap k8s-tools ## Operator latency: pool change to Deployment, vs a plain Deployment
 	$(PY) bench/operator_latency.py

@@ -2,7 +2,8 @@
 
 Each script runs as one atomic step in Redis. ``put_back.lua`` holds the one implementation of
 "put a taken job back at the head of its queue"; the scripts that need it get it prepended, so
-the worker's pause, the stuck-job sweep and the intermediate-list repair share it.
+the stuck-job sweep and the intermediate-list repair share it. ``claim.lua`` is the worker's
+hot path: the pause check, the pop and RQ's start bookkeeping in one step.
 """
 
 from __future__ import annotations
