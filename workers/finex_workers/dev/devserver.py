@@ -35,7 +35,7 @@ from finex_workers.core.names import QUEUE_NAMES
 from finex_workers.core.settings import Settings
 from finex_workers.dev import devstate, localservices
 from finex_workers.infra import migrate
-from finex_workers.infra.redisconn import get_queue, redis_from_url
+from finex_workers.infra.redisconn import redis_from_url
 from finex_workers.runtime import recompute
 
 DEV_REDIS_PORT = 6390
@@ -80,22 +80,12 @@ def _ensure_services(services: list[localservices.LocalService]) -> tuple[str, s
     return redis_url, database_url
 
 
-def _outstanding(conn: redis.Redis, queues: Sequence[str]) -> int:
-    """Jobs of these queues waiting, running, delayed or between queue and worker."""
-    total = 0
-    for name in queues:
-        state = control.queue_state(conn, name)
-        total += state.waiting + state.active + state.delayed
-        total += conn.llen(get_queue(name, conn).intermediate_queue_key)
-    return total
-
-
 def _wait_idle(conn: redis.Redis, queues: Sequence[str], total: int, bar: ProgressBar) -> None:
     """Draw done/total (total fixed) until the queues are idle for two polls in a row."""
     done = 0
     idle_polls = 0
     while idle_polls < 2:
-        left = _outstanding(conn, queues)
+        left = recompute.outstanding(conn, queues)
         done = max(done, min(total, total - left))
         idle_polls = idle_polls + 1 if left == 0 else 0
         bar(total if idle_polls >= 2 else done, total)
@@ -110,7 +100,7 @@ def _show_recompute(conn: redis.Redis, plan: recompute.Plan, matrix_completed: i
     """
     first_wave = ("growth", "probability")
     _wait_idle(conn, first_wave, plan.created + plan.deduplicated, ProgressBar("growth+prob"))
-    pending = _outstanding(conn, ["matrix"])
+    pending = recompute.outstanding(conn, ["matrix"])
     # Follow-ups that already completed during the first wave count as done.
     done = control.queue_state(conn, "matrix").completed - matrix_completed
     _wait_idle(conn, ["matrix"], max(0, done) + pending, ProgressBar("matrix     "))

@@ -13,6 +13,8 @@ import os
 import shlex
 from pathlib import Path
 
+from finex_workers.infra.processes import pid_alive
+
 #: Local servers' data, unless FINEX_DEV_DATA_DIR says otherwise (e.g. when the checkout is
 #: under a folder the postgres user cannot enter).
 DEFAULT_DATA_DIR = ".data"
@@ -50,16 +52,6 @@ def remove(directory: Path) -> None:
         (directory / STATE_FILE).unlink()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read(directory: Path) -> dict[str, str] | None:
     """The URLs of a running ``make dev``, or None (no file, or its process is gone)."""
     try:
@@ -73,7 +65,7 @@ def read(directory: Path) -> dict[str, str] | None:
             name, _, value = words[1].partition("=")
             values[name] = value
     pid = values.pop("FINEX_DEV_PID", "")
-    if not pid.isdigit() or not _alive(int(pid)):
+    if not pid.isdigit() or not pid_alive(int(pid)):
         return None
     if not all(name in values for name in VARIABLES):
         return None
