@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
@@ -65,7 +66,12 @@ def serve(settings: Settings, queues: Sequence[str], *, host: str, port: int) ->
 
     registry = exporter_registry(lambda: redis_from_url(settings.redis_url), queues)
     app = explaining_errors(make_wsgi_app(registry), settings)
-    server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
+
+    class Server(ThreadingWSGIServer):
+        # IPv6 too (--host ::), as prometheus_client's own start_http_server picks it.
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    server = make_server(host, port, app, Server, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     log.info("serving queue metrics for %s on http://%s:%d/metrics", ", ".join(queues), host, port)
