@@ -14,7 +14,7 @@ export K8S_CACHE
         bench-hotpath bench-operator cluster-up cluster-down kind-up kind-down clean chart-sync chart-lint
 
 help: ## Show the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 bootstrap: ## Install Debian packages (redis, postgresql, prometheus) and the venv, when absent
 	@hack/bootstrap.sh

@@ -55,9 +55,23 @@ def test_exporter_reports_the_runbook_numbers_from_redis(redis_url, redis_conn, 
 
 def test_every_exported_sample_carries_a_queue_label(redis_url) -> None:
     registry = exporter_registry(lambda: redis_from_url(redis_url), QUEUE_NAMES)
-    samples = [s for family in registry.collect() for s in family.samples]
+    samples = [
+        s for family in registry.collect() for s in family.samples if s.name != "finex_build_info"
+    ]
     assert samples
     assert all(s.labels.get("queue") in QUEUE_NAMES for s in samples)
+
+
+def test_exporter_reports_its_build_as_a_gauge_of_one(redis_url) -> None:
+    from importlib.metadata import version
+
+    registry = exporter_registry(lambda: redis_from_url(redis_url), QUEUE_NAMES)
+    [family] = [f for f in registry.collect() if f.name == "finex_build_info"]
+    assert family.type == "gauge"
+    [build] = family.samples
+    assert build.value == 1
+    assert build.labels["version"] == version("finex-workers")
+    assert set(build.labels) == {"version", "rq_version", "python_version"}
 
 
 def test_oldest_active_age_follows_a_running_job_and_workers_are_counted(

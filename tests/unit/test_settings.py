@@ -54,3 +54,48 @@ def test_operator_settings_refuse_bad_values_the_same_way() -> None:
         OperatorSettings.from_env({"FINEX_OPERATOR_SWEEP_SECONDS": "soon"})
     with pytest.raises(SettingsError, match=r"FINEX_OPERATOR_DLQ_SCAN_LIMIT=0 is out of range"):
         OperatorSettings.from_env({"FINEX_OPERATOR_DLQ_SCAN_LIMIT": "0"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"REDIS_URL": "http://user:hunter2@cache:6379/0"},
+            "REDIS_URL=http://user:***@cache:6379/0 has scheme http:// (allowed: redis://, "
+            "rediss://, unix://)",
+        ),
+        (
+            {"REDIS_URL": "redis://127.0.0.1:99999/0"},
+            "REDIS_URL=redis://127.0.0.1:99999/0 has a port that is not a number in 1..65535",
+        ),
+        ({"REDIS_URL": "redis://127.0.0.1:0/0"}, "has port 0 (allowed: 1..65535)"),
+        (
+            {"DATABASE_URL": "mysql://root:pw@db/finex"},
+            "DATABASE_URL=mysql://root:***@db/finex has scheme mysql://",
+        ),
+    ],
+)
+def test_bad_service_urls_name_the_variable_and_hide_the_password(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env(env)
+    assert message in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_usable_service_urls_pass() -> None:
+    s = Settings.from_env(
+        {"REDIS_URL": "rediss://:pw@cache:6380/1", "DATABASE_URL": "host=db dbname=finex"}
+    )
+    assert s.redis_url == "rediss://:pw@cache:6380/1"
+    assert s.database_url == "host=db dbname=finex"
+
+
+def test_redact_masks_only_the_password() -> None:
+    from finex_workers.core.urls import redact
+
+    assert redact("redis://:s3cret@h:1/0") == "redis://:***@h:1/0"
+    assert redact("postgresql://app:s3cret@db:5432/finex") == "postgresql://app:***@db:5432/finex"
+    assert redact("redis://h:6379/0") == "redis://h:6379/0"
+    assert redact("host=db password=s3cret") == "host=db password=***"

@@ -18,10 +18,14 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self._last_decile = -1
+        self._finished = False
 
     def __call__(self, done: int, total: int) -> None:
-        if total <= 0:
+        """Draw done/total; once it has drawn a full bar, later calls draw nothing (a caller
+        that polls may report the end twice)."""
+        if total <= 0 or self._finished:
             return
+        self._finished = done >= total
         frac = done / total
         if self.tty:
             filled = int(frac * 30)

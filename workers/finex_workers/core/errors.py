@@ -51,5 +51,24 @@ class InvalidValueError(PayloadError):
 class AlreadySeededError(FinexError):
     """Demo seeding refused because the database already holds assets.
 
-    Seeding twice would mix two data sets; pass ``replace=True`` to wipe the domain tables first.
+    Seeding twice would mix two data sets; ``finex seed --replace`` (``replace=True``) wipes the
+    domain tables first.
     """
+
+
+class ServiceUnreachableError(FinexError):
+    """Redis or PostgreSQL did not answer at the configured URL.
+
+    A configuration or network problem, not a bug: the ``finex`` command prints the message as
+    one line (no traceback) and exits 3. The URL is already password-redacted.
+    """
+
+    def __init__(self, service: str, variable: str, url: str, reason: str) -> None:
+        self.service = service
+        self.variable = variable
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot reach {service} at {variable}={url}: {reason}")
+
+    def __reduce__(self) -> tuple[type[ServiceUnreachableError], tuple[str, str, str, str]]:
+        return (type(self), (self.service, self.variable, self.url, self.reason))

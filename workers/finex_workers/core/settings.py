@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from finex_workers.core.names import QUEUE_NAMES
+from finex_workers.core.urls import POSTGRES_SCHEMES, REDIS_SCHEMES, redact, url_problem
 
 N = TypeVar("N", int, float)
 
@@ -47,6 +48,17 @@ def env_number(env: Mapping[str, str], name: str, default: N, lo: N, hi: N) -> N
 
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
     return env_number(env, name, default, lo, hi)
+
+
+def service_url(env: Mapping[str, str], name: str, default: str, schemes: tuple[str, ...]) -> str:
+    """The variable's URL, or default; a URL no client could use raises SettingsError naming
+    the variable and the password-redacted URL, before anything tries to connect."""
+    raw = env.get(name)
+    url = default if raw is None or raw.strip() == "" else raw.strip()
+    problem = url_problem(url, schemes)
+    if problem:
+        raise SettingsError(f"{name}={redact(url)} {problem}")
+    return url
 
 
 def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -123,8 +135,8 @@ class Settings:
             for q in QUEUE_NAMES
         }
         return cls(
-            redis_url=env.get("REDIS_URL", cls.redis_url),
-            database_url=env.get("DATABASE_URL", cls.database_url),
+            redis_url=service_url(env, "REDIS_URL", cls.redis_url, REDIS_SCHEMES),
+            database_url=service_url(env, "DATABASE_URL", cls.database_url, POSTGRES_SCHEMES),
             concurrency=concurrency,
             pg_connection_budget=_int(
                 env, "FINEX_PG_CONNECTION_BUDGET", cls.pg_connection_budget, 1, 10000

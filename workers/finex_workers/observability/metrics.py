@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
@@ -162,12 +162,39 @@ class QueueCollector(Collector):
         return [jobs, paused, workers, oldest, completed, failed]
 
 
+def build_info(registry: CollectorRegistry) -> Gauge:
+    """``finex_build_info{version, rq_version, python_version} 1``: which build is running.
+
+    Prometheus's convention for build metadata (``prometheus_build_info``, ``go_info``): a gauge
+    that is always 1, with the facts as labels, so a query can join it onto other series or
+    count the versions in a fleet during a rollout.
+    """
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    import rq
+
+    try:
+        finex_version = version("finex-workers")
+    except PackageNotFoundError:  # run from a source tree without installing
+        finex_version = "unknown"
+    gauge = Gauge(
+        "finex_build_info",
+        "Always 1; the labels say which finex-workers build (and RQ, Python) is running.",
+        ["version", "rq_version", "python_version"],
+        registry=registry,
+    )
+    gauge.labels(finex_version, rq.__version__, platform.python_version()).set(1)
+    return gauge
+
+
 def exporter_registry(
     connect: Callable[[], redis.Redis], queues: Sequence[str]
 ) -> CollectorRegistry:
-    """A registry holding only the queue collector (no process metrics: one exporter, any pod)."""
+    """The queue collector and the build info (no process metrics: one exporter, any pod)."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(QueueCollector(connect, queues))
+    build_info(registry)
     return registry
 
 

@@ -8,7 +8,7 @@ probability job enqueues its group's columns. Every enqueue is deduplicated.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -70,10 +70,10 @@ def enqueue_one(conn: redis.Redis, settings: Settings, what: str, *ids: int) -> 
     return f"{what} {list(ids)}: {verb} as {result.job_id}"
 
 
-def outstanding(conn: redis.Redis) -> int:
-    """Jobs waiting, running or scheduled for retry, over every queue."""
+def outstanding(conn: redis.Redis, queues: Sequence[str] = QUEUE_NAMES) -> int:
+    """Jobs waiting, running or scheduled for retry, over these queues (default: every one)."""
     total = 0
-    for name in QUEUE_NAMES:
+    for name in queues:
         state = control.queue_state(conn, name)
         total += state.waiting + state.active + state.delayed
         total += conn.llen(get_queue(name, conn).intermediate_queue_key)

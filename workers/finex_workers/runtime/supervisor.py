@@ -5,7 +5,13 @@ child opens its own. It forwards SIGTERM/SIGINT once to every child (a warm shut
 finish and commit) and waits for them. A child that dies unexpectedly is restarted with backoff;
 its abandoned job, if any, is recovered by ``clean-stuck-jobs`` (which the supervisor also runs,
 so a crash is repaired without an operator). A child that exits cleanly, because ``finex workers
-stop`` asked it to, is not restarted. The supervisor exits when its last child has.
+stop`` asked it to, is not restarted, unless ``--respawn-stopped`` (what ``make dev`` runs, so
+``finex workers restart`` gets fresh workers on one machine). The supervisor exits when its last
+child has; in Kubernetes the kubelet then restarts the container.
+
+While Redis does not answer, the supervisor forks no worker: it waits with a capped backoff and
+logs one line per attempt (``redis_wait``), before the first start and before restarting
+workers that died, so a dead Redis is a few lines a minute, not a crash loop.
 
 With ``--metrics-port`` the supervisor points PROMETHEUS_MULTIPROC_DIR at a directory before it
 forks anything, so every worker writes its job metrics there, and one more child serves their sum
@@ -31,6 +37,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from finex_workers.core.settings import Settings
+from finex_workers.runtime.redis_wait import wait_for_redis
 
 log = logging.getLogger("finex.supervisor")
 
@@ -65,6 +72,8 @@ class Supervisor:
     #: Serve the workers' job metrics on this port (None: workers record no metrics).
     metrics_port: int | None = None
     metrics_host: str = "0.0.0.0"  # noqa: S104 - a pod's metrics port is scraped from outside
+    #: Start a fresh worker when one exits cleanly (after a stop command).
+    respawn_stopped: bool = False
     _metrics_dir_created: str | None = None
 
     def run(self) -> int:
@@ -92,9 +101,16 @@ class Supervisor:
             self._metrics_dir_created = path
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
+    def _redis_ready(self) -> bool:
+        """Wait (capped backoff, a line per attempt) until Redis answers; False if stopping."""
+        return wait_for_redis(self.settings.redis_url, log, stopping=lambda: self.stopping)
+
     def _supervise(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if not self._redis_ready():
+            log.info("stopped before Redis answered; no worker was started")
+            return 0
         for queue in self.queues:
             for index in range(self.settings.concurrency[queue]):
                 slot = _Slot(queue, index)
@@ -123,9 +139,11 @@ class Supervisor:
                 self._stop_children()
             now = time.monotonic()
             if not self.stopping:
-                for slot in self.slots:
-                    if not slot.done and slot.pid == 0 and now >= slot.restart_at:
-                        self._spawn(slot)
+                due = [s for s in self.slots if not s.done and s.pid == 0 and now >= s.restart_at]
+                if due and not self._redis_ready():
+                    continue
+                for slot in due:
+                    self._spawn(slot)
                 if now >= next_sweep and not self.burst:
                     self._sweep()
                     next_sweep = now + SWEEP_INTERVAL
@@ -150,6 +168,8 @@ class Supervisor:
                 slot.done = True
 
     def _spawn(self, slot: _Slot) -> None:
+        from finex_workers.infra.reachability import describe
+
         pid = os.fork()
         if pid == 0:  # child
             code = 1
@@ -167,8 +187,12 @@ class Supervisor:
                         burst=self.burst,
                         metrics=self.metrics_port is not None,
                     )
-            except Exception:
-                log.exception("worker for %s crashed", slot.queue)
+            except Exception as exc:
+                unreachable = describe(exc, self.settings)
+                if unreachable is None:
+                    log.exception("worker for %s crashed", slot.queue)
+                else:  # the supervisor waits for Redis before restarting it; no traceback
+                    log.error("worker for %s stopped: %s", slot.queue, unreachable)
             finally:
                 logging.shutdown()
                 os._exit(code)
@@ -191,6 +215,10 @@ class Supervisor:
 
                 multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
             code = os.waitstatus_to_exitcode(status)
+            if code == 0 and self.respawn_stopped and slot.kind == "worker" and not self.stopping:
+                log.info("worker %d (%s) stopped; starting a fresh one", pid, slot.queue)
+                slot.restart_at = time.monotonic() + RESTART_BACKOFF[0]
+                continue
             if code == 0 or self.stopping:
                 log.info("worker %d (%s) exited with %d", pid, slot.queue, code)
                 slot.done = True
@@ -204,6 +232,7 @@ class Supervisor:
 
     def _sweep(self) -> None:
         from finex_workers import control
+        from finex_workers.infra.reachability import describe
         from finex_workers.infra.redisconn import redis_from_url
 
         try:
@@ -213,8 +242,12 @@ class Supervisor:
                 if report.requeued or report.dead_lettered:
                     log.warning("recovered abandoned jobs on %s: %s", queue, report)
             conn.close()
-        except Exception:
-            log.exception("stuck-job sweep failed; will try again")
+        except Exception as exc:
+            unreachable = describe(exc, self.settings)
+            if unreachable is None:
+                log.exception("stuck-job sweep failed; will try again")
+            else:
+                log.error("stuck-job sweep skipped: %s", unreachable)
 
 
 def run_worker(
