@@ -334,7 +334,9 @@ def test_job_registered_but_not_yet_started_by_a_dead_worker_goes_back_without_u
     dead = subprocess.Popen(["true"])
     dead.wait()
     redis_conn.hset(worker.key, "pid", dead.pid)
-    assert [w.name for w in control.live_workers(redis_conn, "growth")] == [worker.name]
+    registered = Worker.all(connection=redis_conn, queue=q)
+    assert [w.name for w in registered] == [worker.name]
+    assert control.live_workers(redis_conn, "growth") == []  # nobody listens: not live
 
     report = control.clean_stuck_jobs(redis_conn, "growth")
     assert report.requeued == [job_id]

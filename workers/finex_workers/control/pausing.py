@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import redis
-from rq.command import PUBSUB_CHANNEL_TEMPLATE, send_shutdown_command
+from rq.command import send_shutdown_command
 
-from finex_workers.control.state import live_workers
 from finex_workers.core.keys import paused_key
 from finex_workers.core.names import check_queue_name
-from finex_workers.infra.redisconn import text
+from finex_workers.infra.rqworkers import with_listeners
 
 
 def pause(conn: redis.Redis, queue: str, *, by: str = "cli") -> bool:
@@ -52,15 +51,10 @@ def stop_workers(conn: redis.Redis, queue: str) -> StopReport:
     reported as unreachable instead of being counted as asked.
     """
     report = StopReport(queue)
-    names = [worker.name for worker in live_workers(conn, queue)]
-    if not names:
-        return report
-    channels = [PUBSUB_CHANNEL_TEMPLATE % name for name in names]
-    listeners = {text(channel): count for channel, count in conn.pubsub_numsub(*channels)}
-    for name, channel in zip(names, channels, strict=True):
-        if listeners.get(channel, 0):
-            send_shutdown_command(conn, name)
-            report.asked.append(name)
+    for worker, alive in with_listeners(conn, queue):
+        if alive:
+            send_shutdown_command(conn, worker.name)
+            report.asked.append(worker.name)
         else:
-            report.unreachable.append(name)
+            report.unreachable.append(worker.name)
     return report

@@ -17,11 +17,12 @@ from rq.registry import (
     ScheduledJobRegistry,
     StartedJobRegistry,
 )
-from rq.worker import BaseWorker, Worker
+from rq.worker import BaseWorker
 
 from finex_workers.core.keys import paused_key, stats_key
 from finex_workers.infra.redisconn import get_queue
 from finex_workers.infra.rqkeys import active_bounds
+from finex_workers.infra.rqworkers import with_listeners
 
 
 @dataclass(frozen=True)
@@ -66,8 +67,12 @@ def queue_state(conn: redis.Redis, queue: str) -> QueueState:
 
 
 def live_workers(conn: redis.Redis, queue: str) -> list[BaseWorker]:
-    """Workers registered on the queue whose heartbeat key has not expired."""
-    return [w for w in Worker.all(connection=conn, queue=get_queue(queue, conn)) if w is not None]
+    """Workers of the queue that are alive: registered and listening on their command channel.
+
+    A worker killed a moment ago stays registered until its heartbeat key expires; nothing
+    listens on its channel any more, so it is not counted.
+    """
+    return [w for w, alive in with_listeners(conn, queue) if alive]
 
 
 def active_jobs(conn: redis.Redis, queue: str) -> int:

@@ -17,7 +17,7 @@ import redis
 from rq.command import PUBSUB_CHANNEL_TEMPLATE
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
-from rq.worker import Worker
+from rq.worker import BaseWorker, Worker
 
 from finex_workers.infra.redisconn import get_queue, text
 
@@ -57,8 +57,11 @@ def _job_age(conn: redis.Redis, job_id: str | None, now: datetime) -> float | No
     return round(max(0.0, (now - started).total_seconds()), 1)
 
 
-def registered_workers(conn: redis.Redis, queue: str) -> list[WorkerInfo]:
-    """Every worker registered on the queue, live or not, sorted by name."""
+def with_listeners(conn: redis.Redis, queue: str) -> list[tuple[BaseWorker, bool]]:
+    """Every worker registered on the queue, each with whether it listens (is alive).
+
+    One PUBSUB NUMSUB for all of them, so the cost is O(workers), never O(jobs).
+    """
     workers = [
         w for w in Worker.all(connection=conn, queue=get_queue(queue, conn)) if w is not None
     ]
@@ -66,9 +69,14 @@ def registered_workers(conn: redis.Redis, queue: str) -> list[WorkerInfo]:
         return []
     channels = [PUBSUB_CHANNEL_TEMPLATE % w.name for w in workers]
     listeners = {text(channel): int(count) for channel, count in conn.pubsub_numsub(*channels)}
+    return [(w, listeners.get(c, 0) > 0) for w, c in zip(workers, channels, strict=True)]
+
+
+def registered_workers(conn: redis.Redis, queue: str) -> list[WorkerInfo]:
+    """Every worker registered on the queue, live or not, sorted by name."""
     now = datetime.now(UTC)
     out = []
-    for worker, channel in zip(workers, channels, strict=True):
+    for worker, alive in with_listeners(conn, queue):
         job_id = worker.get_current_job_id()
         heartbeat = worker.last_heartbeat
         out.append(
@@ -81,7 +89,7 @@ def registered_workers(conn: redis.Redis, queue: str) -> list[WorkerInfo]:
                 current_job=job_id,
                 job_age_seconds=_job_age(conn, job_id, now),
                 last_heartbeat=heartbeat.isoformat() if heartbeat else None,
-                alive=listeners.get(channel, 0) > 0,
+                alive=alive,
             )
         )
     return sorted(out, key=lambda w: w.name)
