@@ -187,17 +187,17 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "connections over budget",
         lambda s: s["database"].update(connectionBudget=29),
-        "total PostgreSQL connections exceed spec.database.connectionBudget",
+        "total PostgreSQL connections 30 exceed spec.database.connectionBudget 29",
     ),
     (
         "autoscale maximum counted in the budget",
         lambda s: s["queues"][2].update(maxReplicas=3),
-        "total PostgreSQL connections exceed spec.database.connectionBudget",
+        "total PostgreSQL connections 50 exceed spec.database.connectionBudget 40",
     ),
     (
         "maxReplicas below replicas",
         lambda s: s["queues"][0].update(maxReplicas=1),
-        "maxReplicas must be at least replicas",
+        "maxReplicas (1) must be at least replicas (2)",
     ),
     (
         "unknown queue name",
