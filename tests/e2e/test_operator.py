@@ -280,6 +280,11 @@ def test_pool_creates_ready_deployments_and_concurrency_changes_reach_them(
         dep = deployment(k8s_api, k8s_namespace, q)
         assert dep.status.ready_replicas == replicas
         assert dep.metadata.owner_references[0].uid == body["metadata"]["uid"]
+        assert dep.spec.selector.match_labels == {"finex.io/pool": "pool", "finex.io/queue": q}
+        for labels in (dep.metadata.labels, dep.spec.template.metadata.labels):
+            assert labels["app.kubernetes.io/instance"] == "pool"
+            assert labels["app.kubernetes.io/managed-by"] == "finex-operator"
+            assert labels["app.kubernetes.io/part-of"] == "finex-workers"
         (container,) = dep.spec.template.spec.containers
         assert container.command[:5] == ["finex", "workers", "start", "--worker", q]
         env = {e.name: e for e in container.env}
