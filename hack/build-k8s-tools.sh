@@ -34,7 +34,7 @@ stamp_set() { printf '%s\n' "$2" >"$bin/.$1.stamp"; }
 k8s_stamp="kubernetes $KUBERNETES_VERSION"
 etcd_stamp="etcd $ETCD_VERSION"
 kwok_stamp="kwok $KWOK_VERSION"
-helm_stamp="helm $HELM_VERSION"
+helm_stamp="helm $HELM_VERSION k8s-version-ldflags"
 crds_stamp="prometheus-operator $PROMETHEUS_OPERATOR_VERSION prometheusrules servicemonitors podmonitors"
 
 all_done() {
@@ -132,10 +132,25 @@ build_kwok_stages() {
     mv "$out.tmp" "$out"
     stamp_set kwok-stages "$kwok_stamp"
 }
+# helm's own Makefile sets its default Kubernetes version (what `helm template` and `helm lint`
+# assume without --kube-version) from the k8s.io/client-go it requires, major + 1: a plain
+# `go install` leaves chartutil's fallback v1.20.0, which charts with kubeVersion >= 1.21 refuse.
 build_helm() {
-    local major=${HELM_VERSION%%.*}
-    GOBIN=$bin go install -ldflags "-s -w -X helm.sh/helm/$major/internal/version.version=$HELM_VERSION -X helm.sh/helm/$major/internal/version.gitTreeState=clean" \
-        "helm.sh/helm/$major/cmd/helm@$HELM_VERSION"
+    local major=${HELM_VERSION%%.*} mod=helm.sh/helm/${HELM_VERSION%%.*} gomod cg kmajor kminor ld p
+    gomod=$(mod_field "$mod@$HELM_VERSION" GoMod)
+    [ -n "$gomod" ] || die "could not download $mod@$HELM_VERSION"
+    cg=$(awk '$1 == "k8s.io/client-go" { print $2; exit }' "$gomod")
+    [ -n "$cg" ] || die "found no k8s.io/client-go requirement in $gomod"
+    cg=${cg#v}
+    kmajor=$((${cg%%.*} + 1))
+    kminor=${cg#*.}
+    kminor=${kminor%%.*}
+    ld="-s -w -X $mod/internal/version.version=$HELM_VERSION -X $mod/internal/version.gitTreeState=clean"
+    for p in pkg/chartutil pkg/lint/rules; do
+        ld+=" -X $mod/$p.k8sVersionMajor=$kmajor -X $mod/$p.k8sVersionMinor=$kminor"
+    done
+    say "helm: default Kubernetes version v$kmajor.$kminor.0 (from k8s.io/client-go v$cg)"
+    GOBIN=$bin go install -ldflags "$ld" "$mod/cmd/helm@$HELM_VERSION"
     "$bin/helm" version --short
     stamp_set helm "$helm_stamp"
 }

@@ -28,7 +28,21 @@ def deployment_name(pool: str, queue: str) -> str:
 
 
 def selector_labels(pool: str, queue: str) -> dict[str, str]:
+    """The Deployment's selector. Selectors are immutable, so these two stay what they were."""
     return {POOL_LABEL: pool, QUEUE_LABEL: queue}
+
+
+def labels(pool: str, queue: str) -> dict[str, str]:
+    """The labels of a Deployment and its Pods: the selector's, and the recommended
+    app.kubernetes.io ones (the pool is the instance). They sit beside the selector, not in it."""
+    return {
+        **selector_labels(pool, queue),
+        "app.kubernetes.io/name": "finex-worker",
+        "app.kubernetes.io/instance": pool,
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/part-of": "finex-workers",
+        "app.kubernetes.io/managed-by": "finex-operator",
+    }
 
 
 def owner_reference(pool: str, uid: str) -> dict[str, Any]:
@@ -93,7 +107,8 @@ def deployment(
     *, pool: str, uid: str, spec: PoolSpec, queue: str, replicas: int, grace_margin: int
 ) -> dict[str, Any]:
     """The Deployment of one queue; replicas is decided by the planner (0 while stopping)."""
-    labels = selector_labels(pool, queue)
+    selector = selector_labels(pool, queue)
+    all_labels = labels(pool, queue)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": spec.image,
@@ -114,14 +129,14 @@ def deployment(
         "kind": "Deployment",
         "metadata": {
             "name": deployment_name(pool, queue),
-            "labels": dict(labels),
+            "labels": dict(all_labels),
             "ownerReferences": [owner_reference(pool, uid)],
         },
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": dict(labels)},
+            "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": dict(labels)},
+                "metadata": {"labels": dict(all_labels)},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": spec.job_timeout_seconds + grace_margin,

@@ -56,6 +56,8 @@ class EventReason(StrEnum):
     DEPLOYMENT_APPLIED = "DeploymentApplied"
     #: the stuck-job sweep requeued or dead-lettered jobs of dead workers (a Warning).
     STUCK_JOBS_RECOVERED = "StuckJobsRecovered"
+    #: a finex.io/ annotation the operator does not know appeared on the pool (a Warning, once).
+    UNKNOWN_ANNOTATION = "UnknownAnnotation"
 
 
 @unique

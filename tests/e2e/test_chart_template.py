@@ -359,3 +359,97 @@ def test_chart_works_for_any_release_name() -> None:
     assert all(len(n) <= 63 for n in names if not n.endswith(".finex.io"))
     path = Path(CHART / "Chart.yaml")
     assert yaml.safe_load(path.read_text())["name"] == "finex-workers"
+
+
+def _names(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(o["kind"], o["metadata"]["name"]) for o in objects}
+
+
+@pytest.mark.parametrize(
+    ("release", "values", "prefix"),
+    [
+        ("finex", {}, "finex"),  # the product's name: not repeated (was finex-finex-workers-...)
+        ("finex-workers", {}, "finex-workers"),
+        ("prod-finex-workers-eu", {}, "prod-finex-workers-eu"),
+        ("prod", {}, "prod-finex-workers"),
+        ("prod", {"nameOverride": "fx"}, "prod-fx"),
+        ("prod", {"fullnameOverride": "queues"}, "queues"),
+    ],
+)
+def test_object_names_do_not_repeat_the_release(
+    release: str, values: dict[str, Any], prefix: str
+) -> None:
+    objects = render(values, release=release)
+    names = _names(objects)
+    assert {
+        ("Deployment", f"{prefix}-operator"),
+        ("Deployment", f"{prefix}-exporter"),
+        ("Service", f"{prefix}-exporter"),
+        ("ServiceAccount", f"{prefix}-operator"),
+        ("ServiceAccount", f"{prefix}-exporter"),
+        ("NetworkPolicy", f"{prefix}-workers-egress"),
+        ("ClusterRole", f"finex-{prefix}-operator"),  # cluster-scoped: the namespace first
+    } <= names
+    on = _names(render({**values, **ALL_ON}, release=release))
+    assert {("Job", f"{prefix}-migrate"), ("PodMonitor", f"{prefix}-workers")} <= on
+    assert ("PrometheusRule", prefix) in on
+    app = {o["metadata"]["labels"]["app.kubernetes.io/name"] for o in objects}
+    assert app == {values.get("nameOverride", "finex-workers")}
+
+
+def test_service_accounts_can_be_brought_along() -> None:
+    values = {
+        "operator": {"serviceAccount": {"create": False, "name": "ops-sa"}},
+        "exporter": {"serviceAccount": {"create": False}},
+    }
+    objects = render(values, release="finex")
+    assert find(objects, "ServiceAccount") == []
+    pods = pod_specs(objects)
+    assert pods["Deployment/finex-operator"]["serviceAccountName"] == "ops-sa"
+    assert pods["Deployment/finex-exporter"]["serviceAccountName"] == "default"
+    binding = one(objects, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "ops-sa", "namespace": "finex"}
+    ]
+    named = render({"exporter": {"serviceAccount": {"name": "metrics"}}}, release="finex")
+    assert ("ServiceAccount", "metrics") in _names(named)
+    assert pod_specs(named)["Deployment/finex-exporter"]["serviceAccountName"] == "metrics"
+
+
+def test_deployments_keep_a_bounded_revision_history() -> None:
+    for values, limit in (({}, 3), ({"revisionHistoryLimit": 0}, 0)):
+        for dep in find(render(values), "Deployment"):
+            assert dep["spec"]["revisionHistoryLimit"] == limit, dep["metadata"]["name"]
+
+
+def test_chart_metadata_follows_the_conventions() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["home"].startswith("https://")
+    assert chart["sources"]
+    assert all(s.startswith("https://") for s in chart["sources"])
+    assert chart["icon"].startswith("https://")
+    assert {"finex", "rq", "operator"} <= set(chart["keywords"])
+
+
+def test_helm_template_works_without_kube_version(tmp_path: Path) -> None:
+    """helm is built with its default-Kubernetes-version ldflags (hack/build-k8s-tools.sh).
+
+    Without them helm assumes v1.20.0 and refuses the chart's kubeVersion (>=1.30.0-0).
+    """
+    helm = str(k8s.find_tools().path("helm"))
+    proc = subprocess.run(
+        [helm, "template", "finex", str(CHART)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    probe = tmp_path / "probe"
+    (probe / "templates").mkdir(parents=True)
+    (probe / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    (probe / "templates" / "v.yaml").write_text(
+        "kubeVersion: {{ .Capabilities.KubeVersion.Version | quote }}\n"
+    )
+    out = subprocess.run(
+        [helm, "template", "p", str(probe)], capture_output=True, text=True, check=True
+    ).stdout
+    version = yaml.safe_load(out)["kubeVersion"]
+    major, minor = (int(x) for x in version.lstrip("v").split(".")[:2])
+    assert (major, minor) >= (1, 30), version

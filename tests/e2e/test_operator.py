@@ -187,17 +187,17 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "connections over budget",
         lambda s: s["database"].update(connectionBudget=29),
-        "total PostgreSQL connections exceed spec.database.connectionBudget",
+        "total PostgreSQL connections 30 exceed spec.database.connectionBudget 29",
     ),
     (
         "autoscale maximum counted in the budget",
         lambda s: s["queues"][2].update(maxReplicas=3),
-        "total PostgreSQL connections exceed spec.database.connectionBudget",
+        "total PostgreSQL connections 50 exceed spec.database.connectionBudget 40",
     ),
     (
         "maxReplicas below replicas",
         lambda s: s["queues"][0].update(maxReplicas=1),
-        "maxReplicas must be at least replicas",
+        "maxReplicas (1) must be at least replicas (2)",
     ),
     (
         "unknown queue name",
@@ -280,6 +280,11 @@ def test_pool_creates_ready_deployments_and_concurrency_changes_reach_them(
         dep = deployment(k8s_api, k8s_namespace, q)
         assert dep.status.ready_replicas == replicas
         assert dep.metadata.owner_references[0].uid == body["metadata"]["uid"]
+        assert dep.spec.selector.match_labels == {"finex.io/pool": "pool", "finex.io/queue": q}
+        for labels in (dep.metadata.labels, dep.spec.template.metadata.labels):
+            assert labels["app.kubernetes.io/instance"] == "pool"
+            assert labels["app.kubernetes.io/managed-by"] == "finex-operator"
+            assert labels["app.kubernetes.io/part-of"] == "finex-workers"
         (container,) = dep.spec.template.spec.containers
         assert container.command[:5] == ["finex", "workers", "start", "--worker", q]
         env = {e.name: e for e in container.env}

@@ -578,3 +578,150 @@ def test_the_planner_package_does_no_io() -> None:
                 continue
             found += [f"{module.name}: {n}" for n in names if n.split(".")[0] in banned]
     assert found == []
+
+
+# -- annotations: why a restart covers its queues, and unknown finex.io/ keys ------------------
+
+RESTART_WHY = [
+    ("1767268800", list(QUEUES), "('1767268800'; no '@': all queues)"),
+    (
+        "matrix",
+        list(QUEUES),
+        "('matrix'; no '@': all queues (for matrix only, write matrix@<nonce>))",
+    ),
+    (
+        "growth,matrix",
+        list(QUEUES),
+        "no '@': all queues (for growth,matrix only, write growth,matrix@<nonce>)",
+    ),
+    ("matrix@n1", ["matrix"], "('matrix@n1'; the queues before '@')"),
+    ("probability,growth@n2", ["growth", "probability"], "the queues before '@'"),
+]
+
+
+@pytest.mark.parametrize(("value", "queues", "why"), RESTART_WHY, ids=[r[0] for r in RESTART_WHY])
+def test_restart_event_says_which_queues_and_why(value: str, queues: list[str], why: str) -> None:
+    out = plan(observed(annotations={"finex.io/restart": value}, restart=running(Phase.DONE)))
+    (event,) = [e for e in out.events if e.reason == "RestartStarted"]
+    assert event.type == "Normal"
+    assert event.message.startswith(f"restart of {', '.join(queues)} requested")
+    assert why in event.message
+    assert out.status["restart"]["queues"] == queues
+
+
+def test_retry_dlq_event_says_why_too() -> None:
+    out = plan(observed(annotations={"finex.io/retry-dlq": "growth"}))
+    (event,) = [e for e in out.events if e.reason == "DLQRetryRequested"]
+    assert "no '@': all queues (for growth only, write growth@<nonce>)" in event.message
+
+
+UNKNOWN_TABLE: list[tuple[str, dict[str, str], list[str], list[str], list[str]]] = [
+    # (id, annotations, already reported, warned now, status.unknownAnnotations)
+    (
+        "typo warns once",
+        {"finex.io/restarts": "1"},
+        [],
+        ["finex.io/restarts"],
+        ["finex.io/restarts"],
+    ),
+    (
+        "already reported: quiet",
+        {"finex.io/restarts": "1"},
+        ["finex.io/restarts"],
+        [],
+        ["finex.io/restarts"],
+    ),
+    ("removed: forgotten", {}, ["finex.io/restarts"], [], []),
+    (
+        "a second one warns for itself only",
+        {"finex.io/restarts": "1", "finex.io/pause": "true"},
+        ["finex.io/restarts"],
+        ["finex.io/pause"],
+        ["finex.io/pause", "finex.io/restarts"],
+    ),
+    (
+        "user annotations are known",
+        {"finex.io/restart": "1", "finex.io/retry-dlq": "2"},
+        [],
+        [],
+        [],
+    ),
+    (
+        "kopf's bookkeeping is known",
+        {
+            "finex.io/kopf-managed": "yes",
+            "finex.io/last-handled-configuration": "{}",
+            "finex.io/touch-dummy": "x",
+            "finex.io/changed": '{"started": "..."}',
+            "finex.io/tick": "{}",
+        },
+        [],
+        [],
+        [],
+    ),
+    ("other prefixes are not ours", {"example.com/restarts": "1", "restart": "1"}, [], [], []),
+]
+
+
+@pytest.mark.parametrize(
+    ("annotations", "reported", "warned", "kept"),
+    [row[1:] for row in UNKNOWN_TABLE],
+    ids=[row[0] for row in UNKNOWN_TABLE],
+)
+def test_unknown_finex_annotations_get_one_warning(
+    annotations: dict[str, str], reported: list[str], warned: list[str], kept: list[str]
+) -> None:
+    out = plan(observed(annotations=annotations, status={"unknownAnnotations": reported}))
+    warnings = [e for e in out.events if e.reason == "UnknownAnnotation"]
+    assert [e.type for e in warnings] == ["Warning"] * len(warned)
+    assert [e.message.split()[1] for e in warnings] == warned
+    assert out.status["unknownAnnotations"] == kept
+
+
+def test_unknown_annotation_warning_names_the_closest_known_one() -> None:
+    out = plan(observed(annotations={"finex.io/retry_dlq": "1"}))
+    (event,) = out.events
+    assert event.message == (
+        "annotation finex.io/retry_dlq is not one the operator knows and does nothing; did you"
+        " mean finex.io/retry-dlq? the pool's annotations are finex.io/restart, finex.io/retry-dlq"
+    )
+    far = plan(observed(annotations={"finex.io/owner": "team-a"})).events[0].message
+    assert "did you mean" not in far
+
+
+def test_kopf_handler_ids_are_the_handlers_in_handlers_py() -> None:
+    from finex_operator.planner.annotations import KOPF_HANDLER_IDS
+
+    tree = ast.parse(
+        (Path(__file__).parents[2] / "operator/finex_operator/handlers.py").read_text()
+    )
+    resource_handlers = {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            isinstance(d, ast.Call) and "RESOURCE" in ast.unparse(d) for d in node.decorator_list
+        )
+    }
+    assert resource_handlers == KOPF_HANDLER_IDS
+
+
+def test_worker_deployments_carry_the_recommended_labels_beside_an_unchanged_selector() -> None:
+    body = builders.deployment(
+        pool="p", uid="u", spec=parse_spec(SPEC), queue="growth", replicas=1, grace_margin=30
+    )
+    # The selector is immutable: exactly what it was before the labels were added.
+    assert body["spec"]["selector"] == {
+        "matchLabels": {"finex.io/pool": "p", "finex.io/queue": "growth"}
+    }
+    want = {
+        "finex.io/pool": "p",
+        "finex.io/queue": "growth",
+        "app.kubernetes.io/name": "finex-worker",
+        "app.kubernetes.io/instance": "p",
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/part-of": "finex-workers",
+        "app.kubernetes.io/managed-by": "finex-operator",
+    }
+    assert body["metadata"]["labels"] == want
+    assert body["spec"]["template"]["metadata"]["labels"] == want

@@ -4,13 +4,19 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The object-name prefix: <release>-finex-workers, or the release name if it has the chart's. */}}
+{{/*
+The object-name prefix, as bitnami's common.names.fullname and cert-manager's fullname do, plus
+one rule: a release named for the product ("finex", a dash-separated prefix of the chart name
+"finex-workers") is not repeated either. So `helm install finex` gives finex-operator and
+finex-exporter, `helm install finex-workers` gives finex-workers-operator, and `helm install
+prod` gives prod-finex-workers-operator. fullnameOverride replaces it whole.
+*/}}
 {{- define "finex-workers.fullname" -}}
 {{- if .Values.fullnameOverride }}
 {{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- $name := default .Chart.Name .Values.nameOverride }}
-{{- if contains $name .Release.Name }}
+{{- if or (contains $name .Release.Name) (hasPrefix (printf "%s-" .Release.Name) $name) }}
 {{- .Release.Name | trunc 63 | trimSuffix "-" }}
 {{- else }}
 {{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
@@ -54,8 +60,23 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* The operator's ServiceAccount: <fullname>-operator when the chart creates it, or the
+name given (or "default") when it does not. */}}
 {{- define "finex-workers.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
 {{- default (printf "%s-operator" (include "finex-workers.fullname" .)) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The exporter's ServiceAccount, on the same rule. */}}
+{{- define "finex-workers.exporter.serviceAccountName" -}}
+{{- if .Values.exporter.serviceAccount.create }}
+{{- default (printf "%s-exporter" (include "finex-workers.fullname" .)) .Values.exporter.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.exporter.serviceAccount.name }}
+{{- end }}
 {{- end }}
 
 {{/* Cluster-scoped objects are shared by every namespace: their names carry the release's. */}}

@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from finex_operator.planner.annotations import RETRY_DLQ_ANNOTATION, parse_target
+from finex_operator.planner.annotations import (
+    RETRY_DLQ_ANNOTATION,
+    describe_target,
+    parse_target,
+)
 from finex_operator.planner.model import Event, Observed, Plan
 from finex_operator.planner.timestamps import format_time
 from finex_operator.reasons import EventReason
@@ -39,7 +43,10 @@ def plan_dlq(obs: Observed, plan: Plan) -> tuple[dict[str, Any], dict[str, list[
         for q in targets:
             plan.retry_dlq[q] = None
         previous["lastRetryAt"] = format_time(obs.now)
-        previous["message"] = f"retry of the whole DLQ of {', '.join(targets)} requested ({value})"
+        previous["message"] = (
+            f"retry of the whole DLQ of {', '.join(targets)} requested"
+            f" ({value!r}; {describe_target(value)})"
+        )
         plan.events.append(Event("Normal", EventReason.DLQ_RETRY_REQUESTED, previous["message"]))
         return previous, {q: [] if q in targets else ids for q, ids in parked.items()}
     if not policy.auto_retry:

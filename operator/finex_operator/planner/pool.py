@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from finex_operator.planner.annotations import unknown_annotation_message, unknown_annotations
 from finex_operator.planner.deployments import plan_deployments
 from finex_operator.planner.dlq import plan_dlq
-from finex_operator.planner.model import Observed, Plan
+from finex_operator.planner.model import Event, Observed, Plan
 from finex_operator.planner.pause import plan_pause
 from finex_operator.planner.restart import plan_restart
 from finex_operator.planner.status import build_status, queue_entries
+from finex_operator.reasons import EventReason
 
 
 def plan(obs: Observed) -> Plan:
@@ -18,6 +20,7 @@ def plan(obs: Observed) -> Plan:
     in Stopping).
     """
     out = Plan()
+    unknown = plan_unknown_annotations(obs, out)
     restart = plan_restart(obs, out)
     paused_by_spec = plan_pause(obs, out, restart)
     dlq_status, parked = plan_dlq(obs, out)
@@ -31,5 +34,21 @@ def plan(obs: Observed) -> Plan:
         not_ready=not_ready,
         dlq=dlq_status,
         paused_by_spec=paused_by_spec,
+        unknown_annotations=unknown,
     )
     return out
+
+
+def plan_unknown_annotations(obs: Observed, plan: Plan) -> list[str]:
+    """A Warning for each unknown finex.io/ annotation not warned about yet; returns them all.
+
+    status.unknownAnnotations remembers the ones already reported, so the 1 s timer does not
+    repeat the Warning; an annotation removed and set again is reported again.
+    """
+    unknown = unknown_annotations(obs.annotations)
+    reported = set(obs.status.get("unknownAnnotations") or ())
+    for key in unknown:
+        if key not in reported:
+            message = unknown_annotation_message(key)
+            plan.events.append(Event("Warning", EventReason.UNKNOWN_ANNOTATION, message))
+    return unknown

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Final, Literal
 
-from finex_operator.planner.annotations import RESTART_ANNOTATION, parse_target
+from finex_operator.planner.annotations import RESTART_ANNOTATION, describe_target, parse_target
 from finex_operator.planner.model import Event, Observed, Plan
 from finex_operator.planner.restart_status import Phase, RestartResult, RestartStatus
 from finex_operator.reasons import EventReason
@@ -82,7 +82,11 @@ def _plan_new_restart(
         queues=tuple(targets),
         started_at=obs.now,
         finished_at=None,  # rendered as null: the merge patch removes the last restart's time
-    ).enter(Phase.PAUSING, obs.now, f"restart of {', '.join(targets)} requested ({value})")
+    ).enter(
+        Phase.PAUSING,
+        obs.now,
+        f"restart of {', '.join(targets)} requested ({value!r}; {describe_target(value)})",
+    )
     plan.events.append(
         Event("Normal", EventReason.RESTART_STARTED, f"{new.message}; pausing the queues")
     )

@@ -106,6 +106,7 @@ def build_status(
     not_ready: list[str],
     dlq: dict[str, Any],
     paused_by_spec: bool,
+    unknown_annotations: list[str] | None = None,
 ) -> dict[str, Any]:
     """The whole .status to merge-patch (the reconcile patches it only if it changed)."""
     parked_total = sum(int(q.get("parked", 0)) for q in queues)
@@ -120,6 +121,8 @@ def build_status(
         "queues": queues,
         "pausedBySpec": paused_by_spec,
         "dlq": dlq,
+        # Always written, [] included: the merge patch must be able to forget a removed key.
+        "unknownAnnotations": list(unknown_annotations or []),
     }
     if obs.queues is not None:
         status["totals"] = {

@@ -1,0 +1,307 @@
+"""The FinexWorkerPool CRD on the real apiserver: what it refuses, accepts and explains.
+
+Every refusal here is a spec the operator's Deployment (or its Pods) would otherwise be refused
+for later, or a contradiction in the spec itself. Each case is a `kubectl apply --dry-run=server`
+of one edit to a good pool; the message must carry the numbers or the value that is wrong.
+The accepted cases are the edges of the same rules, and the Deployments the operator builds from
+them are checked against the apiserver too, so the CRD is neither looser nor stricter than
+Kubernetes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from finex_operator import builders
+from finex_operator.spec import parse_spec
+from tests.e2e.conftest import Kubectl
+from tests.support import cluster as k8s
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "finexworkerpools.yaml"
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.fixture(scope="module")
+def crd(k8s_cluster: k8s.Cluster) -> None:
+    # Applying it is the check of the CEL cost estimate: the apiserver refuses a CRD whose
+    # rules or messageExpressions could exceed the budget.
+    k8s_cluster.kubectl("apply", "-f", str(CRD))
+    k8s_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD))
+
+
+def pool(name: str = "pool") -> dict[str, Any]:
+    return {
+        "apiVersion": "finex.io/v1alpha1",
+        "kind": "FinexWorkerPool",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "finex-workers:0.1.0",
+            "queues": [
+                {"name": "matrix", "replicas": 2, "concurrency": 5},
+                {"name": "growth", "replicas": 1, "concurrency": 10},
+                {"name": "probability", "replicas": 1, "concurrency": 10},
+            ],
+            "redis": {"urlSecretRef": {"name": "finex-urls", "key": "redis-url"}},
+            "database": {
+                "urlSecretRef": {"name": "finex-urls", "key": "database-url"},
+                "connectionBudget": 30,
+            },
+        },
+    }
+
+
+def dry_run(kubectl: Kubectl, body: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    return kubectl(
+        "apply", "--dry-run=server", "--validate=strict", "-f", "-",
+        input=json.dumps(body), check=False,
+    )  # fmt: skip
+
+
+Edit = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Edit:
+    """An edit that sets one dotted path of the whole body (list indexes as numbers)."""
+
+    def edit(body: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = body
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+        node[last] = value
+
+    return edit
+
+
+REFUSED: list[tuple[str, Edit, str]] = [
+    (
+        "pool name too long for its labels",
+        _set("metadata.name", "p" * 64),
+        "metadata.name has 64 characters; a pool name is at most 63",
+    ),
+    (
+        "budget message carries both numbers",
+        _set("spec.database.connectionBudget", 29),
+        "spec.database.connectionBudget: Invalid value: total PostgreSQL connections 30 exceed"
+        " spec.database.connectionBudget 29",
+    ),
+    (
+        "maxReplicas below replicas, with both numbers",
+        _set("spec.queues.0.maxReplicas", 1),
+        "spec.queues[0].maxReplicas: Invalid value: maxReplicas (1) must be at least replicas (2)",
+    ),
+    (
+        "redis Secret name with capitals and underscore",
+        _set("spec.redis.urlSecretRef.name", "Finex_Redis"),
+        'spec.redis.urlSecretRef.name: Invalid value: "Finex_Redis": must be a Secret name',
+    ),
+    (
+        "database Secret name ending in a dot",
+        _set("spec.database.urlSecretRef.name", "finex."),
+        'spec.database.urlSecretRef.name: Invalid value: "finex.": must be a Secret name',
+    ),
+    (
+        "Secret name too long",
+        _set("spec.redis.urlSecretRef.name", "s" * 254),
+        "spec.redis.urlSecretRef.name: Too long: may not be more than 253 bytes",
+    ),
+    (
+        "Secret key with a slash",
+        _set("spec.redis.urlSecretRef.key", "redis/url"),
+        'spec.redis.urlSecretRef.key: Invalid value: "redis/url": must be a Secret key',
+    ),
+    (
+        "Secret key '.'",
+        _set("spec.database.urlSecretRef.key", "."),
+        'spec.database.urlSecretRef.key: Invalid value: ".": must be a Secret key',
+    ),
+    (
+        "Secret key starting with '..'",
+        _set("spec.database.urlSecretRef.key", "..url"),
+        'spec.database.urlSecretRef.key: Invalid value: "..url": must be a Secret key',
+    ),
+    (
+        "cpu that is no quantity",
+        _set("spec.resources.requests.cpu", "half"),
+        'spec.resources.requests.cpu: Invalid value: "half": must be a non-negative Kubernetes'
+        " quantity",
+    ),
+    (
+        "negative memory",
+        _set("spec.resources.limits.memory", "-1Gi"),
+        'spec.resources.limits.memory: Invalid value: "-1Gi": must be a non-negative',
+    ),
+    (
+        "memory with a unit Kubernetes does not know",
+        _set("spec.resources.requests.memory", "1GB"),
+        'spec.resources.requests.memory: Invalid value: "1GB": must be a non-negative',
+    ),
+    (
+        "cpu request above its limit",
+        _set("spec.resources", {"requests": {"cpu": 2}, "limits": {"cpu": "1500m"}}),
+        "spec.resources.requests.cpu: Invalid value: requests.cpu (2) must not exceed"
+        " limits.cpu (1500m)",
+    ),
+    (
+        "memory request above its limit",
+        _set("spec.resources", {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}),
+        "requests.memory (1Gi) must not exceed limits.memory (512Mi)",
+    ),
+    (
+        "image with capitals in its path",
+        _set("spec.image", "Finex/Workers:1"),
+        'spec.image: Invalid value: "Finex/Workers:1": must be a container image reference',
+    ),
+    (
+        "image with a space",
+        _set("spec.image", "finex-workers :1"),
+        "must be a container image reference",
+    ),
+    (
+        "image with an empty tag",
+        _set("spec.image", "finex-workers:"),
+        "must be a container image reference",
+    ),
+    (
+        "image with a short digest",
+        _set("spec.image", "finex-workers@sha256:abc"),
+        "must be a container image reference",
+    ),
+    (
+        "DLQ backoff above its cap",
+        _set("spec.dlq", {"backoffSeconds": 120, "maxBackoffSeconds": 60}),
+        "spec.dlq.backoffSeconds: Invalid value: dlq.backoffSeconds (120) exceeds"
+        " dlq.maxBackoffSeconds (60, which defaults to 3600)",
+    ),
+    (
+        "DLQ backoff above the default cap",
+        _set("spec.dlq", {"backoffSeconds": 7200}),
+        "dlq.backoffSeconds (7200) exceeds dlq.maxBackoffSeconds (3600, which defaults to 3600)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("edit", "message"), [r[1:] for r in REFUSED], ids=[r[0] for r in REFUSED])
+def test_the_apiserver_refuses_with_the_numbers(
+    crd: None, kubectl: Kubectl, edit: Edit, message: str
+) -> None:
+    body = pool()
+    edit(body)
+    result = dry_run(kubectl, body)
+    assert result.returncode != 0, f"accepted: {body}"
+    assert message in result.stderr, result.stderr
+
+
+ACCEPTED: list[tuple[str, Edit]] = [
+    ("63-character pool name with dots", _set("metadata.name", "a.b" * 21)),
+    ("Secret name with dots", _set("spec.redis.urlSecretRef.name", "team.finex-redis")),
+    ("Secret key with capitals, '_' and '.'", _set("spec.redis.urlSecretRef.key", "REDIS_url.v2")),
+    (
+        "image with registry, port, tag and digest",
+        _set("spec.image", f"registry.example:5000/team/finex-workers:v1.2_3@{DIGEST}"),
+    ),
+    ("image by digest only", _set("spec.image", f"ghcr.io/finex/workers@{DIGEST}")),
+    (
+        "integer and string quantities, request equal to limit",
+        _set(
+            "spec.resources",
+            {"requests": {"cpu": 1, "memory": "1e9"}, "limits": {"cpu": "1000m", "memory": "1Gi"}},
+        ),
+    ),
+    (
+        "DLQ backoff equal to its cap",
+        _set("spec.dlq", {"backoffSeconds": 60, "maxBackoffSeconds": 60}),
+    ),
+]
+
+
+@pytest.mark.parametrize("edit", [a[1] for a in ACCEPTED], ids=[a[0] for a in ACCEPTED])
+def test_the_edges_are_accepted_and_so_are_their_deployments(
+    crd: None, kubectl: Kubectl, edit: Edit
+) -> None:
+    body = pool()
+    edit(body)
+    result = dry_run(kubectl, body)
+    assert result.returncode == 0, result.stderr
+    # What the operator would build from it is accepted too (longest queue name: probability).
+    stored = json.loads(
+        kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(body)
+        ).stdout
+    )
+    dep = builders.deployment(
+        pool=stored["metadata"]["name"],
+        uid="00000000-0000-0000-0000-000000000000",
+        spec=parse_spec(stored["spec"]),
+        queue="probability",
+        replicas=1,
+        grace_margin=30,
+    )
+    dep["metadata"]["ownerReferences"] = []  # the owner does not exist in a dry run
+    deployment = kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(dep), check=False)
+    assert deployment.returncode == 0, deployment.stderr
+
+
+def test_the_pool_name_limit_is_the_deployments_own(crd: None, kubectl: Kubectl) -> None:
+    """A 64-character pool name would give Deployments the apiserver refuses: the label."""
+    spec = parse_spec(pool()["spec"])
+    dep = builders.deployment(
+        pool="p" * 64, uid="u", spec=spec, queue="matrix", replicas=1, grace_margin=30
+    )
+    dep["metadata"]["ownerReferences"] = []
+    result = kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(dep), check=False)
+    assert result.returncode != 0
+    assert "metadata.labels: Invalid value" in result.stderr
+    assert "must be no more than 63 bytes" in result.stderr
+
+
+# -- kubectl explain, categories ------------------------------------------------------------
+
+
+def _object_paths(schema: dict[str, Any], path: str) -> Iterator[str]:
+    """Every field path of the schema whose node has fields of its own (what explain lists)."""
+    node = schema.get("items", schema)
+    props = node.get("properties", {})
+    if props:
+        yield path
+    for name, sub in props.items():
+        if name != "metadata":
+            yield from _object_paths(sub, f"{path}.{name}")
+
+
+def test_kubectl_explain_describes_every_field(crd: None, kubectl: Kubectl) -> None:
+    schema = yaml.safe_load(CRD.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    paths = list(_object_paths(schema, "fwp"))
+    assert {"fwp", "fwp.spec", "fwp.spec.queues", "fwp.status.restart.history"} <= set(paths)
+    for path in paths:
+        out = kubectl("explain", path).stdout
+        assert "<no description>" not in out, f"kubectl explain {path}:\n{out}"
+    kind = kubectl("explain", "fwp").stdout
+    assert "A FinexWorkerPool runs the Finex RQ workers" in kind
+    field = kubectl("explain", "fwp.spec.dlq.maxBackoffSeconds").stdout
+    assert "at least backoffSeconds" in field
+
+
+def test_pools_are_in_the_finex_category_only(crd: None, kubectl: Kubectl) -> None:
+    listed = kubectl("api-resources", "--categories=finex", "-o", "name").stdout.split()
+    assert listed == ["finexworkerpools.finex.io"]
+    in_all = kubectl("api-resources", "--categories=all", "-o", "name").stdout.split()
+    assert "finexworkerpools.finex.io" not in in_all
+    kubectl("apply", "-f", "-", input=json.dumps(pool()))
+    assert kubectl("get", "finex", "-o", "name").stdout.split() == ["finexworkerpool.finex.io/pool"]
+
+
+def test_printer_columns_have_descriptions(crd: None, k8s_cluster: k8s.Cluster) -> None:
+    stored = json.loads(
+        k8s_cluster.kubectl("get", "crd", "finexworkerpools.finex.io", "-o", "json").stdout
+    )
+    columns = stored["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert [c["name"] for c in columns] == ["Ready", "Restart", "Waiting", "Active", "DLQ", "Age"]
+    assert all(c.get("description") for c in columns), columns
