@@ -118,6 +118,22 @@ def deployment(
         "command": worker_command(queue),
         "ports": [{"name": "metrics", "containerPort": WORKER_METRICS_PORT, "protocol": "TCP"}],
         "env": worker_env(spec, queue),
+        # Served by the supervisor's metrics child (observability.health): ready once a worker
+        # of this Pod is live in Redis (registered, heartbeating, listening); alive while the
+        # supervisor runs. A Redis outage makes the Pod unready, never restarts it.
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "metrics"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": "metrics"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 20,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
         "securityContext": _security_context(),
         # RQ and the supervisor write only to /tmp; the root filesystem stays read-only.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108

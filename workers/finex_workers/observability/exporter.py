@@ -11,26 +11,14 @@ password redacted, and the log gets the same line instead of a traceback per scr
 from __future__ import annotations
 
 import logging
-import signal
-import socket
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from types import FrameType
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from finex_workers.core.settings import Settings
+from finex_workers.observability.http import WsgiApp, plain
+from finex_workers.observability.http import serve as serve_app
 
 log = logging.getLogger("finex.exporter")
-
-WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log line per scrape."""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return None
 
 
 def explaining_errors(app: WsgiApp, settings: Settings) -> WsgiApp:
@@ -44,14 +32,10 @@ def explaining_errors(app: WsgiApp, settings: Settings) -> WsgiApp:
             unreachable = describe(exc, settings)
             if unreachable is None:
                 raise
-            line = f"finex exporter: {unreachable}"
             log.error("scrape failed: %s", unreachable)
-            body = (line + "\n").encode()
-            start_response(
-                "500 Internal Server Error",
-                [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+            return plain(
+                start_response, "500 Internal Server Error", f"finex exporter: {unreachable}"
             )
-            return [body]
 
     return wrapped
 
@@ -59,33 +43,14 @@ def explaining_errors(app: WsgiApp, settings: Settings) -> WsgiApp:
 def serve(settings: Settings, queues: Sequence[str], *, host: str, port: int) -> int:
     """Serve /metrics until SIGTERM or SIGINT; returns the exit code."""
     from prometheus_client import make_wsgi_app
-    from prometheus_client.exposition import ThreadingWSGIServer
 
     from finex_workers.infra.redisconn import redis_from_url
     from finex_workers.observability.metrics import exporter_registry
 
     registry = exporter_registry(lambda: redis_from_url(settings.redis_url), queues)
     app = explaining_errors(make_wsgi_app(registry), settings)
-
-    class Server(ThreadingWSGIServer):
-        # IPv6 too (--host ::), as prometheus_client's own start_http_server picks it.
-        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-
-    server = make_server(host, port, app, Server, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    log.info("serving queue metrics for %s on http://%s:%d/metrics", ", ".join(queues), host, port)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not stop.wait(1.0):
-        pass
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    code = serve_app(
+        app, host=host, port=port, log=log, what=f"queue metrics for {', '.join(queues)}"
+    )
     log.info("exporter stopped")
-    return 0
+    return code

@@ -108,8 +108,18 @@ class Supervisor:
     def _supervise(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if self.metrics_port is not None:
+            # First, so the Pod's probes answer while Redis is still awaited: unready, alive.
+            server = _Slot("metrics", 0, kind="metrics")
+            self.slots.append(server)
+            self._spawn(server)
         if not self._redis_ready():
             log.info("stopped before Redis answered; no worker was started")
+            self._stop_children()
+            for slot in self.slots:
+                if slot.pid:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(slot.pid, 0)
             return 0
         for queue in self.queues:
             for index in range(self.settings.concurrency[queue]):
@@ -121,10 +131,6 @@ class Supervisor:
             scheduler = _Slot(",".join(self.queues), 0, kind="scheduler")
             self.slots.append(scheduler)
             self._spawn(scheduler)
-        if self.metrics_port is not None:
-            server = _Slot("metrics", 0, kind="metrics")
-            self.slots.append(server)
-            self._spawn(server)
         total = sum(1 for s in self.slots if s.kind == "worker")
         log.info(
             "started %d worker processes: %s",
@@ -170,6 +176,7 @@ class Supervisor:
     def _spawn(self, slot: _Slot) -> None:
         from finex_workers.infra.reachability import describe
 
+        supervisor_pid = os.getpid()
         pid = os.fork()
         if pid == 0:  # child
             code = 1
@@ -179,7 +186,13 @@ class Supervisor:
                 if slot.kind == "scheduler":
                     code = run_scheduler(self.settings, slot.queue.split(","))
                 elif slot.kind == "metrics":
-                    code = run_metrics_server(self.metrics_host, self.metrics_port or 0)
+                    code = run_metrics_server(
+                        self.metrics_host,
+                        self.metrics_port or 0,
+                        self.settings,
+                        self.queues,
+                        supervisor_pid,
+                    )
                 else:
                     code = run_worker(
                         self.settings,
@@ -296,17 +309,21 @@ def run_scheduler(settings: Settings, queues: Sequence[str]) -> int:
     return 0
 
 
-def run_metrics_server(host: str, port: int) -> int:
-    """Body of the metrics process: serve the sum of every worker's multiprocess files."""
-    from prometheus_client import CollectorRegistry, start_http_server
+def run_metrics_server(
+    host: str, port: int, settings: Settings, queues: Sequence[str], supervisor_pid: int
+) -> int:
+    """Body of the metrics process: the sum of every worker's multiprocess files on /metrics,
+    and the pod's probes on /livez and /readyz (observability.health)."""
+    from prometheus_client import CollectorRegistry, make_wsgi_app
     from prometheus_client.multiprocess import MultiProcessCollector
+
+    from finex_workers.observability.health import probes
+    from finex_workers.observability.http import serve
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    _server, thread = start_http_server(port, addr=host, registry=registry)
-    log.info("serving worker metrics on http://%s:%d/metrics", host, port)
-    thread.join()  # until SIGTERM (default action) ends the process
-    return 0
+    app = probes(make_wsgi_app(registry), settings, queues, supervisor_pid)
+    return serve(app, host=host, port=port, log=log, what="worker metrics, /livez and /readyz")
 
 
 def configure_logging(level: str = "INFO") -> None:
