@@ -115,11 +115,7 @@ class Supervisor:
             self._spawn(server)
         if not self._redis_ready():
             log.info("stopped before Redis answered; no worker was started")
-            self._stop_children()
-            for slot in self.slots:
-                if slot.pid:
-                    with contextlib.suppress(ChildProcessError):
-                        os.waitpid(slot.pid, 0)
+            self._stop_and_reap()
             return 0
         for queue in self.queues:
             for index in range(self.settings.concurrency[queue]):
@@ -156,6 +152,14 @@ class Supervisor:
             time.sleep(0.1)
         log.info("all worker processes exited")
         return 0
+
+    def _stop_and_reap(self) -> None:
+        """Stop the children started so far (the metrics child) and wait for them."""
+        self._stop_children()
+        for slot in self.slots:
+            if slot.pid:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(slot.pid, 0)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
