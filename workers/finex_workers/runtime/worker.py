@@ -12,14 +12,15 @@ The hot path, per job:
    starts a job (execution, started registry, worker state, job status). Pop and start are one
    atomic step, so a job is never popped but not started, and a paused queue is never popped.
 2. the job runs in this process, under RQ's death penalty (``job.timeout``);
-3. **finish** (one round trip): RQ's own success bookkeeping (result, finished registry, job
-   expiry, execution cleanup, worker counters) plus our ``finex:stats`` counter, all queued on
-   one MULTI pipeline.
+3. **finish** (one round trip, ``control/lua/finish.lua``): what RQ's own success bookkeeping
+   writes (job status, result stream, finished registry, job expiry, execution cleanup, worker
+   counters and state) plus our ``finex:stats`` counter, atomically; the result's fields come
+   from RQ's own ``Result.serialize``.
 
 Everything off the hot path stays RQ's code: failures and retries (``handle_job_failure``),
-jobs with dependents, callbacks, repeats, rate limits or webhooks, registration, commands and
-maintenance. An idle worker waits with ``BLMOVE q q`` (head to head: it wakes when the queue has
-a job and takes nothing), then claims.
+jobs with dependents, callbacks, repeats, rate limits, webhooks or a result TTL of 0,
+registration, commands and maintenance. An idle worker waits with ``BLMOVE q q`` (head to
+head: it wakes when the queue has a job and takes nothing), then claims.
 
 Heartbeats: one long-lived thread, woken per job, beats only while a job runs longer than the
 monitoring interval, so a long job stays visibly alive to ``clean-stuck-jobs`` and a short one
@@ -40,13 +41,14 @@ from uuid import uuid4
 import redis
 from rq.defaults import RQ_KEY_PREFIX
 from rq.exceptions import StopRequested
-from rq.executions import Execution, cleanup_execution
+from rq.executions import Execution
 from rq.job import Job, JobStatus, Retry
 from rq.queue import Queue
+from rq.results import Result
 from rq.suspension import WORKERS_SUSPENDED
 from rq.timeouts import JobTimeoutException
+from rq.utils import current_timestamp, utcformat
 from rq.utils import now as utcnow
-from rq.utils import utcformat
 from rq.worker import SimpleWorker, WorkerStatus
 
 from finex_workers.control import scripts
@@ -114,6 +116,9 @@ class FinexWorker(SimpleWorker):
         self.metrics = metrics
         if len(self.queues) != 1:
             raise ValueError("a FinexWorker serves exactly one queue")
+        # Bound once: redis-py hashes a script's source each time one is registered.
+        self._claim_script = scripts.script(self.connection, "claim")
+        self._finish_script = scripts.script(self.connection, "finish")
         self._beater = _Beater(
             self, max(1.0, min(self.job_monitoring_interval, self.worker_ttl / 3))
         )
@@ -209,7 +214,7 @@ class FinexWorker(SimpleWorker):
         # Busy before the claim: a SIGTERM arriving while the claim runs asks for a warm stop
         # instead of interrupting a job that Redis has already marked started.
         self._state = WorkerStatus.BUSY
-        reply = scripts.script(self.connection, "claim")(
+        reply = self._claim_script(
             keys=[
                 queue.key,
                 paused_key(self.queue_name),
@@ -304,11 +309,11 @@ class FinexWorker(SimpleWorker):
         if self.metrics is not None:
             self.metrics.observe(self.queue_name, ok=ok, seconds=seconds)
 
-    @staticmethod
-    def _plain(job: Job, value: object, has_dependents: bool) -> bool:
+    def _plain(self, job: Job, value: object, has_dependents: bool) -> bool:
         """A success that needs none of RQ's extras, so it can finish in one round trip."""
         return not (
             has_dependents
+            or job.get_result_ttl(self.default_result_ttl) == 0
             or isinstance(value, Retry)
             or job._success_callback_name
             or job.repeats_left
@@ -317,27 +322,52 @@ class FinexWorker(SimpleWorker):
         )
 
     def _finish(self, job: Job, queue: Queue, execution: Execution, value: object) -> None:
-        """RQ's success bookkeeping (handle_job_success without dependents), one MULTI."""
+        """RQ's success bookkeeping for a plain job, in one script (control/lua/finish.lua)."""
         job.ended_at = utcnow()
         job._result = value
         job._status = JobStatus.FINISHED
-        result_ttl = job.get_result_ttl(self.default_result_ttl)
-        with self.connection.pipeline() as pipe:
-            self.increment_successful_job_count(pipeline=pipe)
-            self.increment_total_working_time(job.ended_at - job.started_at, pipe)  # type: ignore[operator]
-            if result_ttl != 0:
-                job._handle_success(
-                    result_ttl,
-                    pipeline=pipe,
-                    worker_name=self.name,
-                    execution_id=execution.id,
-                    execution_started_at=execution.created_at,
-                    execution_ended_at=job.ended_at,
-                )
-            job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
-            cleanup_execution(self, job, pipeline=pipe, execution=execution)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
-            pipe.execute()
+        ttl = job.get_result_ttl(self.default_result_ttl)
+        result = Result(
+            job.id,
+            Result.Type.SUCCESSFUL,
+            self.connection,
+            return_value=value,
+            worker_name=self.name,
+            serializer=job.serializer,
+            execution_id=execution.id,
+            execution_started_at=execution.created_at,
+            execution_ended_at=job.ended_at,
+        )
+        fields = [part for pair in result.serialize().items() for part in pair]
+        # As FinishedJobRegistry.add scores it: expiry time, or +inf for a result kept forever.
+        score: int | str = ttl if ttl < 0 else current_timestamp() + ttl
+        worked = (job.ended_at - execution.created_at).total_seconds()
+        self._finish_script(
+            keys=[
+                job.key,
+                Result.get_key(job.id),
+                queue.finished_job_registry.key,
+                execution.key,
+                queue.started_job_registry.key,
+                rqkeys.executions_key(job.id),
+                self.key,
+                self.executions_key,
+                stats_key(self.queue_name),
+                job.dependents_key,
+                job.dependencies_key,
+            ],
+            args=[
+                job.id,
+                utcformat(job.ended_at),
+                ttl,
+                "+inf" if score == -1 else score,
+                execution.composite_key,
+                execution.id,
+                worked,
+                *fields,
+            ],
+        )
+        self.executions.pop(execution.id, None)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         # RQ beats the worker hash with HSET + 2x EXPIRE, unpipelined. The claim script already
