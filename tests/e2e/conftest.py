@@ -41,6 +41,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+    # A module that starts and stops a real node of its own (OWN_REAL_NODE = True) runs first:
+    # one real node per machine, and the session's real_node_cluster lives until the end.
+    items.sort(key=lambda item: not getattr(getattr(item, "module", None), "OWN_REAL_NODE", False))
 
 
 def require_tools(real_node: bool = False) -> None:

@@ -216,11 +216,12 @@ def clean_host(node_dir: Path) -> list[str]:
     done: list[str] = []
     for attempt in range(3):  # a killed process's mounts and cgroups go a moment later
         pids = leftover_processes(node_dir)
+        names = sorted({(_read(Path(f"/proc/{pid}/comm")) or "?").strip() for pid in pids})
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         if pids:
-            done.append(f"killed {len(pids)} processes")
+            done.append(f"killed {len(pids)} processes ({', '.join(names)})")
             time.sleep(0.3 * (attempt + 1))
         for point in leftover_mounts(node_dir):
             if _run(["umount", point], check=False).returncode != 0:
