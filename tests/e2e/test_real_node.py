@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import subprocess
 import tarfile
 import threading
 import time
@@ -286,3 +287,46 @@ def test_pods_get_bridge_ips_and_reach_a_host_service_on_the_gateway(
     pod_ip = node_kubectl("get", "pod", "client", "-o", "jsonpath={.status.podIP}").stdout
     assert ipaddress.ip_address(pod_ip) in ipaddress.ip_network(realnode.POD_SUBNET)
     assert pod_ip != realnode.GATEWAY_IP
+
+
+@pytest.fixture
+def gateway_redis(real_node_cluster: k8s.Cluster, tmp_path: Path) -> Iterator[int]:
+    """Debian's redis-server bound to the gateway address only; yields its port.
+
+    This is how the fleet's Pods will reach Redis. finex_workers.localservices.start_redis binds
+    127.0.0.1 only (and keeps protected mode on), so this starts the server itself.
+    """
+    port = k8s.free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            *("--bind", real_node_cluster.gateway_ip, "--port", str(port)),
+            *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
+            # Redis refuses non-loopback clients without a password in protected mode. The
+            # bridge is reachable only from this host and its Pods, so it is off here.
+            *("--protected-mode", "no"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for(
+        "redis-server on the gateway",
+        lambda: socket.socket().connect_ex((real_node_cluster.gateway_ip, port)) == 0,
+        30,
+    )
+    yield port
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def test_a_pod_talks_to_redis_on_the_gateway(
+    real_node_cluster: k8s.Cluster, node_kubectl: Kubectl, gateway_redis: int
+):
+    script = (
+        f"import redis; r = redis.Redis({real_node_cluster.gateway_ip!r}, {gateway_redis}); "
+        "r.set('from-pod', 'yes'); print(r.get('from-pod').decode())"
+    )
+    logs = run_to_completion(
+        node_kubectl, pod(real_node_cluster, "redis-client", command=["python3", "-c", script])
+    )
+    assert logs.strip() == "yes"
