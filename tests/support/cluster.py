@@ -1184,7 +1184,7 @@ def _down() -> int:
     pid = int(state["pid"])
     if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a real node drains its Pods first
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
     # Whatever is still there (the server was killed hard): stop the children's groups.
