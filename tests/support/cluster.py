@@ -1003,8 +1003,9 @@ def _remove_orphaned_workdirs(parent: Path) -> None:
         except (OSError, ValueError):
             continue
         if not pid_alive(owner):
-            if (old / "node" / "host-state.json").exists():
-                realnode.clean_host(old / "node")
+            node = old / "node"
+            if (node / "host-state.json").exists() and realnode.clean_host_if_free(node) is None:
+                continue  # another real node runs: leave this one's cleanup for later
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -1112,6 +1113,8 @@ def _up(nodes: int, foreground: bool, real_node: bool = False) -> int:
         print(f"already running (pid {state['pid']})")
         _print_usage(state)
         return 0
+    if (STATE_DIR / "node" / "host-state.json").exists():  # a real node whose server died hard
+        realnode.clean_host_if_free(STATE_DIR / "node")
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     STATE_DIR.mkdir(parents=True)
     if foreground:
@@ -1193,7 +1196,8 @@ def _down() -> int:
     if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
     if (STATE_DIR / "node" / "host-state.json").exists():  # the server died before its teardown
-        for line in realnode.clean_host(STATE_DIR / "node"):
+        done = realnode.clean_host_if_free(STATE_DIR / "node")
+        for line in done if done is not None else ["skipped: another real node holds the lock"]:
             print(f"real node teardown: {line}")
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     print("local control plane stopped")

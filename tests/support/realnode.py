@@ -468,6 +468,23 @@ class HostLock:
             self._file = None
 
 
+def clean_host_if_free(node_dir: Path) -> list[str] | None:
+    """clean_host() for a node whose runner died, unless another real node runs right now.
+
+    clean_host() kills whatever is in kubepods cgroups, which would hit the live node's Pods, so
+    it runs only while this process can take the lock. None means it was left for later.
+    """
+    lock = HostLock()
+    try:
+        lock.acquire()
+    except RealNodeError:
+        return None
+    try:
+        return clean_host(node_dir)
+    finally:
+        lock.release()
+
+
 def create_bridge() -> None:
     """The Pods' bridge with the gateway address: the node IP, and where host services listen."""
     if bridge_exists():
