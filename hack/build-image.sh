@@ -144,6 +144,7 @@ build_finex() {
         --config.env "PYTHONUNBUFFERED=$IMAGE_ENV_PYTHONUNBUFFERED" \
         --config.env "PYTHONDONTWRITEBYTECODE=$IMAGE_ENV_PYTHONDONTWRITEBYTECODE" \
         --config.label "org.opencontainers.image.version=$project_version"
+    rm -rf "$tmp"
     publish "$IMAGE_NAME" "$out" "$t0"
 }
 
@@ -165,6 +166,7 @@ build_pause() {
         GOCACHE=$K8S_CACHE/go/build go build -ldflags "-s -w" -o "$tmp/rootfs/pause" .)
     step="pause: umoci pack"
     pack "$tmp/rootfs" "$PAUSE_TAG" "$out" --config.entrypoint /pause --config.user 65535:65535
+    rm -rf "$tmp"
     publish pause "$out" "$t0"
 }
 
