@@ -10,7 +10,7 @@ PYTEST := $(VENV)/bin/pytest
 K8S_CACHE ?= $(HOME)/.cache/finex/k8s
 export K8S_CACHE
 
-.PHONY: help bootstrap k8s-tools dev test test-unit test-integration test-e2e lint fmt bench \
+.PHONY: help bootstrap k8s-tools image dev test test-unit test-integration test-e2e lint fmt bench \
         bench-hotpath bench-operator cluster-up cluster-down kind-up kind-down clean chart-sync chart-lint
 
 help: ## Show the targets
@@ -19,13 +19,16 @@ help: ## Show the targets
 bootstrap: ## Install Debian packages (redis, postgresql, prometheus) and the venv, when absent
 	@hack/bootstrap.sh
 
-k8s-tools: ## Build the pinned Kubernetes control plane, etcd, kwok, kubectl and helm (cached)
+k8s-tools: ## Build the pinned Kubernetes control plane, kubelet, etcd, kwok, kubectl and helm (cached)
 	@hack/build-k8s-tools.sh
+
+image: bootstrap ## Build the OCI images (finex-workers, pause) without Docker (cached by input hash)
+	@hack/build-image.sh
 
 dev: bootstrap ## Run the fleet locally: Redis + Postgres, migrate, seed, workers, full recompute
 	@$(FINEX) dev
 
-test: bootstrap k8s-tools ## Run every test tier (unit, integration, e2e, promtool rules)
+test: bootstrap k8s-tools image ## Run every test tier (unit, integration, e2e, promtool rules)
 	$(PYTEST) tests
 
 test-unit: bootstrap ## Pure-function tests only
@@ -34,7 +37,7 @@ test-unit: bootstrap ## Pure-function tests only
 test-integration: bootstrap ## Tests against real Redis and PostgreSQL
 	$(PYTEST) tests/unit tests/integration
 
-test-e2e: bootstrap k8s-tools ## Tests against the local kube-apiserver
+test-e2e: bootstrap k8s-tools image ## Tests against the local kube-apiserver
 	$(PYTEST) tests/e2e
 
 lint: bootstrap ## ruff, mypy (strict) and the import contracts (lint-imports; docs/architecture.md)
@@ -65,8 +68,8 @@ chart-lint: bootstrap k8s-tools ## helm lint the chart, check its copies, hadoli
 	    --kube-version $$(grep ^KUBERNETES_VERSION= hack/k8s-versions.env | cut -d= -f2) charts/finex-workers
 	$(VENV)/bin/hadolint Dockerfile
 
-cluster-up: bootstrap k8s-tools ## Start a local control plane (etcd, apiserver, kwok nodes) on loopback
-	$(PY) -m tests.support.cluster up
+cluster-up: bootstrap k8s-tools image ## Local control plane on loopback; REAL_NODE=1 adds containerd + kubelet
+	$(PY) -m tests.support.cluster up $(if $(filter 1,$(REAL_NODE)),--real-node)
 
 cluster-down: ## Stop the local control plane started by cluster-up
 	$(PY) -m tests.support.cluster down

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine, and nothing twice:
-#   - Debian packages: redis-server, postgresql, prometheus (for promtool and the e2e alert check)
+#   - Debian packages: redis-server, postgresql, prometheus (for promtool and the e2e alert check),
+#     and for the real node and its image: mmdebstrap, umoci, containerd, runc,
+#     containernetworking-plugins (bridge, host-local, loopback) and iproute2
 #   - a virtualenv in .venv with the project installed editable plus its dev tools
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
@@ -15,6 +17,13 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
 fi
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3 python3-venv)
+command -v mmdebstrap >/dev/null 2>&1 || need_pkgs+=(mmdebstrap)
+command -v umoci >/dev/null 2>&1 || need_pkgs+=(umoci)
+command -v containerd >/dev/null 2>&1 || need_pkgs+=(containerd)
+command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
+[ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+command -v openssl >/dev/null 2>&1 || need_pkgs+=(openssl)
 
 if ((${#need_pkgs[@]})); then
     if [ "$(id -u)" -ne 0 ]; then

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the pinned local Kubernetes toolchain from Go modules (no Docker, no release downloads):
 #   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes)
+#   kubelet, for the real node (own stamp)                            (k8s.io/kubernetes)
 #   etcd                                                              (go.etcd.io/etcd/server/v3)
 #   kwok                                                              (sigs.k8s.io/kwok/cmd/kwok)
 #   helm                                                              (helm.sh/helm/vN/cmd/helm)
@@ -32,18 +33,19 @@ stamp_ok() { [ -f "$bin/.$1.stamp" ] && [ "$(cat "$bin/.$1.stamp")" = "$2" ]; }
 stamp_set() { printf '%s\n' "$2" >"$bin/.$1.stamp"; }
 
 k8s_stamp="kubernetes $KUBERNETES_VERSION"
+kubelet_stamp="kubelet $KUBERNETES_VERSION"
 etcd_stamp="etcd $ETCD_VERSION"
 kwok_stamp="kwok $KWOK_VERSION"
 helm_stamp="helm $HELM_VERSION k8s-version-ldflags"
 crds_stamp="prometheus-operator $PROMETHEUS_OPERATOR_VERSION prometheusrules servicemonitors podmonitors"
 
 all_done() {
-    stamp_ok kubernetes "$k8s_stamp" && stamp_ok etcd "$etcd_stamp" && stamp_ok kwok "$kwok_stamp" &&
+    stamp_ok kubernetes "$k8s_stamp" && stamp_ok kubelet "$kubelet_stamp" && stamp_ok etcd "$etcd_stamp" && stamp_ok kwok "$kwok_stamp" &&
         stamp_ok kwok-stages "$kwok_stamp" &&
         stamp_ok helm "$helm_stamp" && stamp_ok crds "$crds_stamp"
 }
 if all_done; then
-    say "up to date in $root (kubernetes $KUBERNETES_VERSION, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION)"
+    say "up to date in $root (kubernetes $KUBERNETES_VERSION with kubelet, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION)"
     exit 0
 fi
 
@@ -156,11 +158,16 @@ build_helm() {
 }
 
 # --- Kubernetes, through a wrapper module that replaces each staging module with k8s.io/X v0.Y.Z ----
-build_kubernetes() {
-    local w=$work/kubernetes-$KUBERNETES_VERSION gomod staging ver=${KUBERNETES_VERSION#v}
+# kubernetes_wrapper writes the module into $kube_work and sets $kube_ld (the version ldflags). The
+# control-plane binaries and the kubelet are built from it in two steps with their own stamps, so
+# adding the kubelet does not rebuild the others.
+kube_work=$work/kubernetes-$KUBERNETES_VERSION
+kube_ld=""
+kubernetes_wrapper() {
+    local w=$kube_work gomod staging ver=${KUBERNETES_VERSION#v}
     local major=${ver%%.*} rest=${ver#*.}
     local minor=${rest%%.*} patch=${rest#*.}
-    local staging_ver="v0.$minor.$patch" build_date ld p m
+    local staging_ver="v0.$minor.$patch" build_date p m
     gomod=$(mod_field "k8s.io/kubernetes@$KUBERNETES_VERSION" GoMod)
     [ -n "$gomod" ] || die "could not download k8s.io/kubernetes@$KUBERNETES_VERSION"
     # The staging modules are exactly the replace targets under ./staging/ in that version's go.mod.
@@ -187,22 +194,35 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 EOF
     build_date=$(mod_field "k8s.io/kubernetes@$KUBERNETES_VERSION" Time)
     build_date=${build_date:-1970-01-01T00:00:00Z}
-    ld="-s -w"
+    kube_ld="-s -w"
     for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
-        ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$build_date"
+        kube_ld+=" -X $p.gitVersion=$KUBERNETES_VERSION -X $p.gitMajor=$major -X $p.gitMinor=$minor"
+        kube_ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$build_date"
     done
-    (cd "$w" && go mod tidy &&
-        go build -ldflags "$ld" -o "$bin/" \
+    (cd "$w" && go mod tidy)
+}
+build_kubernetes() {
+    [ -n "$kube_ld" ] || kubernetes_wrapper
+    (cd "$kube_work" &&
+        go build -ldflags "$kube_ld" -o "$bin/" \
             k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
             k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
     "$bin/kube-apiserver" --version
     "$bin/kubectl" version --client
     stamp_set kubernetes "$k8s_stamp"
+}
+# The real node's kubelet (tests/support/cluster.py runs it with Debian's containerd). Static like
+# the rest (CGO_ENABLED=0): it talks to containerd over CRI and needs no C library.
+build_kubelet() {
+    [ -n "$kube_ld" ] || kubernetes_wrapper
+    (cd "$kube_work" && go build -ldflags "$kube_ld" -o "$bin/kubelet" k8s.io/kubernetes/cmd/kubelet)
+    "$bin/kubelet" --version
+    stamp_set kubelet "$kubelet_stamp"
 }
 
 total0=$SECONDS
@@ -211,6 +231,7 @@ stamp_ok etcd "$etcd_stamp" || timed "etcd $ETCD_VERSION" build_etcd
 stamp_ok kwok "$kwok_stamp" || timed "kwok $KWOK_VERSION" build_kwok
 stamp_ok kwok-stages "$kwok_stamp" || timed "kwok $KWOK_VERSION stages" build_kwok_stages
 stamp_ok kubernetes "$k8s_stamp" || timed "kubernetes $KUBERNETES_VERSION" build_kubernetes
+stamp_ok kubelet "$kubelet_stamp" || timed "kubelet $KUBERNETES_VERSION" build_kubelet
 stamp_ok helm "$helm_stamp" || timed "helm $HELM_VERSION" build_helm
 step="report"
 say "built in $((SECONDS - total0))s into $bin:"

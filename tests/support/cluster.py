@@ -6,11 +6,15 @@ $K8S_CACHE/<kubernetes version>/bin. Every component binds 127.0.0.1 on a free p
 apiserver uses its own CA, serving and client certificates (made with the openssl CLI), RBAC
 and a service-account signing key, so RBAC and ServiceAccount tokens behave as in a cluster.
 
+With real_node=True it also runs one real node beside the fake ones: Debian's containerd and a
+kubelet, with the project's image imported, on a bridge the runner creates (tests/support/
+realnode.py says how, and what it cleans up).
+
 Children run in their own process groups and are stopped on stop(), at interpreter exit and on
 SIGTERM/SIGHUP; on Linux they also get SIGKILL if the thread that started them dies.
 
 Command line (the Makefile's cluster-up / cluster-down):
-    python -m tests.support.cluster up [--foreground] [--nodes N]
+    python -m tests.support.cluster up [--foreground] [--nodes N] [--real-node]
     python -m tests.support.cluster down
 """
 
@@ -43,6 +47,7 @@ from typing import Any
 import yaml
 
 from finex_workers.infra.processes import pid_alive
+from tests.support import realnode
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS_FILE = REPO / "hack" / "k8s-versions.env"
@@ -58,6 +63,9 @@ BINARIES = (
     "kwok",
     "helm",
 )
+REAL_NODE_BINARIES = ("kubelet",)
+#: The label and annotation of kwok's fake nodes: kwok manages only the nodes annotated so.
+KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
 
 class ToolsMissingError(RuntimeError):
@@ -89,6 +97,14 @@ def pinned_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
     return versions
 
 
+def pinned_project_version() -> str:
+    """The project's version in pyproject.toml: the tag of the image hack/build-image.sh builds."""
+    for line in (REPO / "pyproject.toml").read_text().splitlines():
+        if line.startswith("version = "):
+            return line.split("=", 1)[1].strip().strip('"')
+    raise RuntimeError("pyproject.toml has no version")
+
+
 def cache_root() -> Path:
     """$K8S_CACHE/<kubernetes version>: bin/, crds/ and kwok/ made by the build script."""
     cache = os.environ.get("K8S_CACHE") or str(Path.home() / ".cache" / "finex" / "k8s")
@@ -118,10 +134,11 @@ class Tools:
         return self.bin / name
 
 
-def find_tools() -> Tools:
-    """The cached toolchain, or ToolsMissingError saying how to build it."""
+def find_tools(real_node: bool = False) -> Tools:
+    """The cached toolchain (with the kubelet for a real node), or ToolsMissingError."""
     tools = Tools(cache_root())
-    missing = [b for b in BINARIES if not os.access(tools.path(b), os.X_OK)]
+    wanted = BINARIES + (REAL_NODE_BINARIES if real_node else ())
+    missing = [b for b in wanted if not os.access(tools.path(b), os.X_OK)]
     if not tools.kwok_stages.is_file():
         missing.append(str(tools.kwok_stages.relative_to(tools.root)))
     if missing:
@@ -353,10 +370,14 @@ class Cluster:
     tools: Tools
     nodes: int = 2
     remove_workdir: bool = True
+    real_node: bool = False
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     startup_seconds: float = 0.0
+    #: Of startup_seconds: the real node's share (bridge, containerd, image import, kubelet Ready).
+    node_startup_seconds: float = 0.0
     _ca: CertificateAuthority | None = None
+    _host_lock: realnode.HostLock | None = None
     _stopped: bool = False
 
     # -- public API --
@@ -369,6 +390,36 @@ class Cluster:
     def kubeconfig(self) -> Path:
         """Admin kubeconfig: a client certificate in group system:masters."""
         return self.workdir / "kubeconfig"
+
+    @property
+    def node_dir(self) -> Path:
+        """The real node's directory: containerd, kubelet, CNI state and host-state.json."""
+        return self.workdir / "node"
+
+    @property
+    def real_node_name(self) -> str:
+        """Name of the real node (pin Pods to it with nodeName or kubernetes.io/hostname)."""
+        assert self.real_node, "started without real_node=True"
+        return realnode.NODE_NAME
+
+    @property
+    def gateway_ip(self) -> str:
+        """The bridge's address on the host: Pods reach host services (Redis, PostgreSQL) here."""
+        assert self.real_node, "started without real_node=True"
+        return realnode.GATEWAY_IP
+
+    @property
+    def workers_image(self) -> str:
+        """The project's image as Pods name it (imported into containerd, never pulled)."""
+        return f"finex-workers:{pinned_project_version()}"
+
+    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Debian's ctr against the real node's containerd, namespace k8s.io (the CRI's)."""
+        cmd = ["ctr", "--address", str(realnode.socket_path(self.node_dir)), "-n", "k8s.io", *args]
+        proc = subprocess.run(cmd, text=True, capture_output=True, check=False, timeout=120)
+        if check and proc.returncode != 0:
+            raise CommandError(proc.returncode, cmd, proc.stdout, proc.stderr)
+        return proc
 
     @property
     def ca(self) -> CertificateAuthority:
@@ -477,37 +528,61 @@ class Cluster:
         if self._stopped:
             return
         self._stopped = True
-        # Reverse start order: clients first, etcd last.
-        for proc in reversed(list(self.processes.values())):
+        if self.real_node and "kubelet" in self.processes:
+            self._drain_real_node()
+        # In batches, each waited for: the real node, then the other clients, then etcd. An
+        # apiserver whose etcd went at the same moment spends the whole 10 s retrying it.
+        names = list(reversed(self.processes))
+        node = [n for n in names if n in ("kubelet", "containerd")]
+        clients = [n for n in names if n not in node and n != "etcd"]
+        for batch in (node, clients, ["etcd"]):
+            self._stop_processes([self.processes[n] for n in batch if n in self.processes])
+        for proc in self.processes.values():
+            _kill_group(proc.pid, signal.SIGKILL)  # stragglers in the group, if any
+        if self.real_node and (self.node_dir / "host-state.json").exists():
+            for line in realnode.clean_host(self.node_dir):
+                print(f"real node teardown: {line}", file=sys.stderr)
+        if self._host_lock is not None:
+            self._host_lock.release()
+        _LIVE.discard(self)
+        if self.remove_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    @staticmethod
+    def _stop_processes(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+        """SIGTERM their groups, wait up to 10 s in all, SIGKILL what is left."""
+        for proc in procs:
             if proc.poll() is None:
                 _kill_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
-        for proc in self.processes.values():
+        for proc in procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 _kill_group(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
-        for proc in self.processes.values():
-            _kill_group(proc.pid, signal.SIGKILL)  # stragglers in the group, if any
-        _LIVE.discard(self)
-        if self.remove_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- start-up --
 
     def _log(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
 
-    def _spawn(self, name: str, args: Sequence[str | Path]) -> None:
+    def _spawn(
+        self,
+        name: str,
+        args: Sequence[str | Path],
+        executable: str | Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         log = self._log(name).open("ab")
         self.processes[name] = subprocess.Popen(
-            [str(self.tools.path(name)), *map(str, args)],
+            [str(executable or self.tools.path(name)), *map(str, args)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=_child_setup,  # noqa: PLW1509 - only setsid and prctl, async-signal-safe
             cwd=self.workdir,
+            env=env,
         )
         log.close()
 
@@ -542,6 +617,7 @@ class Cluster:
             "controller-manager",
             "scheduler",
             "kwok",
+            *(("kubelet", "kubelet-healthz") if self.real_node else ()),
         ):
             self.ports[name] = free_port()
         pki = self.workdir / "pki"
@@ -633,6 +709,7 @@ class Cluster:
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--endpoint-reconciler-type=none",
+                *self._kubelet_client_flags(),
                 "--v=0",
             ],
         )
@@ -683,7 +760,8 @@ class Cluster:
             "kwok",
             [
                 f"--kubeconfig={kwok_kc}",
-                "--manage-all-nodes=true",
+                # Only the fake nodes: a real node's kubelet reports its own status.
+                "--manage-nodes-with-annotation-selector=" + "=".join(KWOK_NODE_ANNOTATION),
                 f"--config={self.tools.kwok_stages}",
                 f"--server-address=127.0.0.1:{self.ports['kwok']}",
                 "--node-ip=127.0.0.1",
@@ -692,7 +770,8 @@ class Cluster:
             ],
         )
         nodes = [_node_manifest(f"kwok-node-{i}") for i in range(self.nodes)]
-        self.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(n) for n in nodes))
+        if nodes:  # kubectl apply refuses an empty input ("no objects passed to apply")
+            self.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(n) for n in nodes))
 
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
@@ -730,12 +809,156 @@ class Cluster:
             60,
             self._check_alive,
         )
+        if self.real_node:
+            self._start_real_node()
         self.startup_seconds = time.monotonic() - t0
+
+    # -- the real node --
+
+    def _kubelet_client_flags(self) -> list[str]:
+        """The apiserver's flags for reaching kubelets (logs, exec): only with a real node."""
+        if not self.real_node:
+            return []
+        cert, key = self.ca.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ["system:masters"]
+        )
+        return [
+            f"--kubelet-client-certificate={cert}",
+            f"--kubelet-client-key={key}",
+            f"--kubelet-certificate-authority={self.ca.cert}",
+            # The node's InternalIP is the bridge address; its hostname resolves nowhere.
+            "--kubelet-preferred-address-types=InternalIP",
+        ]
+
+    def _start_real_node(self) -> None:
+        """Bridge, containerd, the images, the kubelet; then wait until the node is Ready."""
+        t0 = time.monotonic()
+        realnode.require_host_tools()
+        tars = realnode.image_tars()
+        self._host_lock = realnode.HostLock()
+        self._host_lock.acquire()
+        node = self.node_dir
+        for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs", "pki"):
+            (node / sub).mkdir(parents=True, exist_ok=True)
+        state = realnode.HostState.record(node)
+        state.bridge_created = not realnode.bridge_exists()
+        state.save(node / "host-state.json")  # before any change: clean_host() reads it
+        realnode.create_bridge()
+
+        (node / "containerd" / "config.toml").write_text(realnode.containerd_config(node))
+        conflist = node / "cni" / "net.d" / "10-finex-bridge.conflist"
+        conflist.write_text(json.dumps(realnode.cni_conflist(node), indent=2) + "\n")
+        (node / "resolv.conf").write_text("# no DNS on the test cluster's real node\n")
+        self._spawn(
+            "containerd",
+            ["--config", node / "containerd" / "config.toml", "--log-level", "warn"],
+            executable="containerd",
+        )
+        _wait_until(
+            "containerd's socket",
+            lambda: self.ctr("version", check=False).returncode == 0,
+            30,
+            self._check_alive,
+        )
+        self.ctr(
+            "images", "import", "--base-name", realnode.WORKERS_IMAGE_BASE, str(tars["workers"])
+        )
+        self.ctr(
+            "images",
+            "import",
+            "--base-name",
+            realnode.PAUSE_IMAGE.split(":")[0],
+            str(tars["pause"]),
+        )
+
+        name = realnode.NODE_NAME
+        client_cert, client_key = self.ca.issue(
+            "kubelet-client", f"system:node:{name}", ["system:nodes"]
+        )
+        kubeconfig = write_kubeconfig(
+            node / "kubelet.kubeconfig",
+            self.server,
+            self.ca.cert,
+            f"system:node:{name}",
+            client_cert=client_cert,
+            client_key=client_key,
+        )
+        serving_cert, serving_key = self.ca.issue(
+            "kubelet-serving",
+            f"system:node:{name}",
+            ["system:nodes"],
+            sans=[f"IP:{realnode.GATEWAY_IP}", f"DNS:{name}"],
+            server=True,
+        )
+        files = realnode.KubeletFiles(self.ca.cert, serving_cert, serving_key)
+        config = realnode.kubelet_config(
+            node, files, self.ports["kubelet"], self.ports["kubelet-healthz"]
+        )
+        (node / "kubelet.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        self._spawn(
+            "kubelet",
+            [
+                f"--config={node / 'kubelet.yaml'}",
+                f"--kubeconfig={kubeconfig}",
+                f"--root-dir={node / 'kubelet'}",
+                f"--cert-dir={node / 'pki'}",
+                f"--node-ip={realnode.GATEWAY_IP}",
+                f"--hostname-override={name}",
+                "--node-labels=finex.io/node=real",
+                "--v=1",
+            ],
+            # No sbin on its PATH, so no iptables: the kubelet would add KUBE-FIREWALL (a DROP
+            # rule for 127.0.0.0/8) and canary chains to the host, and a bridge-only node with
+            # no Services needs none of them. It logs that iptables is missing and goes on.
+            env={**os.environ, "PATH": realnode.KUBELET_PATH},
+        )
+        _wait_until("the real node Ready", self._real_node_ready, 120, self._check_alive)
+        self.node_startup_seconds = time.monotonic() - t0
+
+    def _real_node_ready(self) -> bool:
+        status = self.kubectl(
+            "get",
+            "node",
+            realnode.NODE_NAME,
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Ready")].status}',
+            check=False,
+        ).stdout
+        return status == "True"
+
+    def _drain_real_node(self) -> None:
+        """Let the kubelet stop the node's Pods (containers, sandboxes, CNI) before it stops.
+
+        Whatever is left after that is killed and unmounted by realnode.clean_host().
+        """
+        apiserver = self.processes.get("kube-apiserver")
+        if apiserver is None or apiserver.poll() is not None:
+            return
+        name = realnode.NODE_NAME
+        self.kubectl("cordon", name, check=False, timeout=20)
+        self.kubectl(
+            "delete",
+            "pods",
+            "--all-namespaces",
+            f"--field-selector=spec.nodeName={name}",
+            "--grace-period=1",
+            "--wait=false",
+            check=False,
+            timeout=20,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            tasks = self.ctr("tasks", "list", "-q", check=False)
+            if tasks.returncode != 0 or not tasks.stdout.strip():
+                return
+            time.sleep(0.5)
 
     def _nodes_ready(self) -> bool:
         out = self.kubectl(
             "get",
             "nodes",
+            "-l",
+            "type=kwok",
             "-o",
             'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
             check=False,
@@ -790,6 +1013,9 @@ def _remove_orphaned_workdirs(parent: Path) -> None:
         except (OSError, ValueError):
             continue
         if not pid_alive(owner):
+            node = old / "node"
+            if (node / "host-state.json").exists() and realnode.clean_host_if_free(node) is None:
+                continue  # another real node runs: leave this one's cleanup for later
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -798,14 +1024,19 @@ PORT_RACE_ATTEMPTS = 3
 
 
 def start_cluster(
-    workdir: Path | None = None, nodes: int = 2, remove_workdir: bool | None = None
+    workdir: Path | None = None,
+    nodes: int = 2,
+    remove_workdir: bool | None = None,
+    real_node: bool = False,
 ) -> Cluster:
     """Start a control plane and wait until it is healthy with `nodes` Ready fake nodes.
 
+    With real_node=True a real node (containerd + kubelet, tests/support/realnode.py) joins too.
     Without workdir a fresh directory under .data/ is used and removed on stop(). Raises
-    ToolsMissingError (run `make k8s-tools`) or ClusterStartError (with the component's log).
+    ToolsMissingError (run `make k8s-tools`), realnode.RealNodeError (what to install or stop)
+    or ClusterStartError (with the component's log).
     """
-    tools = find_tools()
+    tools = find_tools(real_node=real_node)
     if workdir is None:
         (REPO / ".data").mkdir(exist_ok=True)
         _remove_orphaned_workdirs(REPO / ".data")
@@ -817,7 +1048,11 @@ def start_cluster(
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "owner.pid").write_text(f"{os.getpid()}\n")
         cluster = Cluster(
-            workdir=workdir, tools=tools, nodes=nodes, remove_workdir=bool(remove_workdir)
+            workdir=workdir,
+            tools=tools,
+            nodes=nodes,
+            remove_workdir=bool(remove_workdir),
+            real_node=real_node,
         )
         _install_handlers()
         try:
@@ -849,9 +1084,9 @@ def _read_state() -> dict[str, Any] | None:
     return data
 
 
-def _serve(nodes: int, ready_fd: int | None) -> int:
+def _serve(nodes: int, ready_fd: int | None, real_node: bool = False) -> int:
     """Run a cluster in STATE_DIR until SIGTERM/SIGINT; write state.json once it is healthy."""
-    cluster = start_cluster(STATE_DIR, nodes=nodes, remove_workdir=True)
+    cluster = start_cluster(STATE_DIR, nodes=nodes, remove_workdir=True, real_node=real_node)
     state = {
         "pid": os.getpid(),
         "pgid": os.getpgid(0),
@@ -860,6 +1095,9 @@ def _serve(nodes: int, ready_fd: int | None) -> int:
         "ports": cluster.ports,
         "children": {name: p.pid for name, p in cluster.processes.items()},
         "startup_seconds": round(cluster.startup_seconds, 1),
+        "real_node": realnode.NODE_NAME if real_node else None,
+        "gateway_ip": realnode.GATEWAY_IP if real_node else None,
+        "node_startup_seconds": round(cluster.node_startup_seconds, 1),
     }
     _state_file().write_text(json.dumps(state, indent=2) + "\n")
     print(f"control plane ready in {cluster.startup_seconds:.1f}s", flush=True)
@@ -879,16 +1117,18 @@ def _serve(nodes: int, ready_fd: int | None) -> int:
         time.sleep(1)
 
 
-def _up(nodes: int, foreground: bool) -> int:
+def _up(nodes: int, foreground: bool, real_node: bool = False) -> int:
     state = _read_state()
     if state and pid_alive(int(state["pid"])):
         print(f"already running (pid {state['pid']})")
         _print_usage(state)
         return 0
+    if (STATE_DIR / "node" / "host-state.json").exists():  # a real node whose server died hard
+        realnode.clean_host_if_free(STATE_DIR / "node")
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     STATE_DIR.mkdir(parents=True)
     if foreground:
-        return _serve(nodes, None)
+        return _serve(nodes, None, real_node)
     # Daemonise: a detached child runs the cluster; we wait for its "ready" line.
     read_fd, write_fd = os.pipe()
     log = (REPO / ".data" / "cluster.log").open("wb")
@@ -901,6 +1141,7 @@ def _up(nodes: int, foreground: bool) -> int:
             "_serve",
             "--nodes",
             str(nodes),
+            *(["--real-node"] if real_node else []),
             "--ready-fd",
             str(write_fd),
         ],
@@ -936,7 +1177,14 @@ def _print_usage(state: dict[str, Any]) -> None:
             export PATH={find_tools().bin}:$PATH
             kubectl get nodes
 
-        stop it with: make cluster-down""")
+        """)
+        + (
+            f"real node: {state['real_node']} (containerd), gateway {state['gateway_ip']}: "
+            "Pods reach host services there, and `kubectl logs` works\n"
+            if state.get("real_node")
+            else ""
+        )
+        + "stop it with: make cluster-down"
     )
 
 
@@ -949,7 +1197,7 @@ def _down() -> int:
     pid = int(state["pid"])
     if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # a real node drains its Pods first
         while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.2)
     # Whatever is still there (the server was killed hard): stop the children's groups.
@@ -957,6 +1205,10 @@ def _down() -> int:
         _kill_group(int(child), signal.SIGKILL)
     if pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
+    if (STATE_DIR / "node" / "host-state.json").exists():  # the server died before its teardown
+        done = realnode.clean_host_if_free(STATE_DIR / "node")
+        for line in done if done is not None else ["skipped: another real node holds the lock"]:
+            print(f"real node teardown: {line}")
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     print("local control plane stopped")
     return 0
@@ -972,18 +1224,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     up = sub.add_parser("up", help="start the control plane in the background (state in .data/)")
     up.add_argument("--nodes", type=int, default=2, help="fake kwok nodes (default 2)")
     up.add_argument("--foreground", action="store_true", help="stay attached; Ctrl-C stops it")
+    up.add_argument(
+        "--real-node",
+        action="store_true",
+        help="add a real node: containerd + kubelet running the project's image (needs root)",
+    )
     sub.add_parser("down", help="stop the control plane started by `up`")
     serve = sub.add_parser("_serve")  # internal: the daemon half of `up`
     serve.add_argument("--nodes", type=int, default=2)
     serve.add_argument("--ready-fd", type=int)
+    serve.add_argument("--real-node", action="store_true")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            return _up(args.nodes, args.foreground)
+            return _up(args.nodes, args.foreground, args.real_node)
         if args.command == "down":
             return _down()
-        return _serve(args.nodes, args.ready_fd)
-    except (ToolsMissingError, ClusterStartError) as exc:
+        return _serve(args.nodes, args.ready_fd, args.real_node)
+    except (ToolsMissingError, ClusterStartError, realnode.RealNodeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

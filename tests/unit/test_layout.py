@@ -35,3 +35,13 @@ def test_scripts_that_put_back_carry_the_one_put_back(name: str) -> None:
 
 def test_retry_script_does_not_carry_put_back() -> None:
     assert "local function put_back" not in scripts.source("retry_one")
+
+
+def test_version_flag_prints_the_pyproject_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from finex_workers.cli import main
+    from tests.support.cluster import pinned_project_version
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"finex {pinned_project_version()}"

@@ -493,6 +493,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 done; 1 the verb did not fully succeed (it says why); "
         "2 bad usage or configuration; 3 Redis or PostgreSQL unreachable.",
     )
+    from finex_workers import __version__
+
+    parser.add_argument(
+        "--version", action="version", version=f"finex {__version__}", help="print the version"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     workers = sub.add_parser("workers", help="the runbook's worker verbs")

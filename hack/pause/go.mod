@@ -1,0 +1,3 @@
+module finex.local/pause
+
+go 1.22
