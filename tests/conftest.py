@@ -22,6 +22,9 @@ from finex_workers.infra import migrate
 
 _db_counter = itertools.count()
 
+#: The Kubernetes fixtures of the e2e and node tiers, one instance per session for both.
+pytest_plugins = ("tests.support.k8s_fixtures",)
+
 
 @pytest.fixture(scope="session")
 def services_dir() -> Iterator[Path]:

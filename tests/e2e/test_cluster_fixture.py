@@ -12,8 +12,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from tests.e2e.conftest import Kubectl
 from tests.support import cluster as k8s
+from tests.support.k8s_fixtures import Kubectl
 from tests.support.waiting import wait_for
 
 

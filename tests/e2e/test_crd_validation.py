@@ -21,8 +21,8 @@ import yaml
 
 from finex_operator import builders
 from finex_operator.spec import parse_spec
-from tests.e2e.conftest import Kubectl
 from tests.support import cluster as k8s
+from tests.support.k8s_fixtures import Kubectl
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "finexworkerpools.yaml"
 DIGEST = "sha256:" + "0123456789abcdef" * 4

@@ -14,9 +14,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import require_tools
 from tests.support import cluster as k8s
 from tests.support import realnode
+from tests.support.k8s_fixtures import require_tools
 from tests.support.waiting import wait_for
 
 OWN_REAL_NODE = True

@@ -27,9 +27,9 @@ from finex_workers import control
 from finex_workers.core.settings import Settings
 from finex_workers.infra.redisconn import get_queue
 from finex_workers.runtime import enqueue
-from tests.e2e.conftest import Kubectl
 from tests.support import cluster as k8s
 from tests.support.fleet import probe
+from tests.support.k8s_fixtures import Kubectl
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """The real node's own tests: containers of our image run for real under containerd and a kubelet.
 
-These use real_node_cluster (tests/e2e/conftest.py): one control-plane start with the real node,
-shared by the module. Every Pod is pinned to the real node and uses the image that
+These use real_node_cluster (tests/support/k8s_fixtures.py): one control-plane start with the
+real node, shared by the module. Every Pod is pinned to the real node and uses the image that
 `make image` built and the runner imported (imagePullPolicy Never: there is no registry).
 """
 
@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Kubectl
 from tests.support import cluster as k8s
 from tests.support import realnode
+from tests.support.k8s_fixtures import Kubectl
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -114,15 +114,22 @@ def _wait_until(
     raise ServiceError(f"{what} did not become ready within {timeout:.0f}s (log: {log})")
 
 
-def start_redis(data_dir: Path, port: int | None = None) -> LocalService:
-    """Start redis-server on 127.0.0.1 with its files in data_dir (no persistence to disk)."""
+def start_redis(
+    data_dir: Path, port: int | None = None, *, also_listen: str | None = None
+) -> LocalService:
+    """Start redis-server on 127.0.0.1 with its files in data_dir (no persistence to disk).
+
+    also_listen adds one more address to listen on, for clients that are not on this host's
+    loopback (the test cluster's Pods, on the bridge the test runner made). Protected mode is
+    then off, since it would refuse every such client of a server without a password.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = data_dir / "redis.log"
     argv = [
         _which("redis-server"),
         "--bind",
-        "127.0.0.1",
+        *(["127.0.0.1", also_listen] if also_listen else ["127.0.0.1"]),
         "--port",
         str(port),
         "--dir",
@@ -132,7 +139,7 @@ def start_redis(data_dir: Path, port: int | None = None) -> LocalService:
         "--appendonly",
         "no",
         "--protected-mode",
-        "yes",
+        "no" if also_listen else "yes",
         "--logfile",
         str(log),
     ]
@@ -185,12 +192,22 @@ def start_postgres(
     *,
     max_connections: int = 200,
     fast_unsafe: bool = False,
+    also_listen: str | None = None,
+    trust_network: str | None = None,
 ) -> LocalService:
     """Start postgres on 127.0.0.1 for the cluster in data_dir, initialising it when new.
 
     The parent folders of data_dir must be traversable by the postgres user when we are root.
+    also_listen adds an address to listen on, and trust_network (a CIDR) lets clients from it in
+    without a password, as loopback clients are: the test cluster's Pods on the runner's bridge.
     """
     init_postgres(data_dir)
+    if trust_network:
+        hba = data_dir / "pg_hba.conf"
+        line = f"host all all {trust_network} trust"
+        if line not in hba.read_text().splitlines():
+            with hba.open("a") as rules:
+                rules.write(line + "\n")
     port = port or free_port()
     log = data_dir.parent / f"{data_dir.name}.log"
     log.touch()
@@ -200,7 +217,7 @@ def start_postgres(
         "-D",
         str(data_dir),
         "-c",
-        "listen_addresses=127.0.0.1",
+        f"listen_addresses=127.0.0.1{',' + also_listen if also_listen else ''}",
         "-c",
         f"port={port}",
         "-c",
