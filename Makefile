@@ -10,7 +10,7 @@ PYTEST := $(VENV)/bin/pytest
 K8S_CACHE ?= $(HOME)/.cache/finex/k8s
 export K8S_CACHE
 
-.PHONY: help bootstrap k8s-tools image dev test test-unit test-integration test-e2e lint fmt bench \
+.PHONY: help bootstrap k8s-tools image dev test test-unit test-integration test-e2e test-node lint fmt bench \
         bench-hotpath bench-operator cluster-up cluster-down kind-up kind-down clean chart-sync chart-lint
 
 help: ## Show the targets
@@ -39,6 +39,9 @@ test-integration: bootstrap ## Tests against real Redis and PostgreSQL
 
 test-e2e: bootstrap k8s-tools image ## Tests against the local kube-apiserver
 	$(PYTEST) tests/e2e
+
+test-node: bootstrap k8s-tools image ## The fleet on the real node: helm install, a pool, restart, faults
+	$(PYTEST) tests/node
 
 lint: bootstrap ## ruff, mypy (strict) and the import contracts (lint-imports; docs/architecture.md)
 	$(VENV)/bin/ruff check .

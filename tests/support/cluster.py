@@ -48,6 +48,7 @@ import yaml
 
 from finex_workers.infra.processes import pid_alive
 from tests.support import realnode
+from tests.support.relay import Relay
 
 REPO = Path(__file__).resolve().parents[2]
 VERSIONS_FILE = REPO / "hack" / "k8s-versions.env"
@@ -378,6 +379,7 @@ class Cluster:
     node_startup_seconds: float = 0.0
     _ca: CertificateAuthority | None = None
     _host_lock: realnode.HostLock | None = None
+    _relay: Relay | None = None
     _stopped: bool = False
 
     # -- public API --
@@ -407,6 +409,13 @@ class Cluster:
         """The bridge's address on the host: Pods reach host services (Redis, PostgreSQL) here."""
         assert self.real_node, "started without real_node=True"
         return realnode.GATEWAY_IP
+
+    @property
+    def pod_apiserver(self) -> tuple[str, int]:
+        """Where a Pod on the real node reaches the apiserver (KUBERNETES_SERVICE_HOST/PORT):
+        a relay on the bridge's gateway, since the apiserver binds loopback only."""
+        assert self._relay is not None, "started without real_node=True"
+        return self._relay.address
 
     @property
     def workers_image(self) -> str:
@@ -530,6 +539,8 @@ class Cluster:
         self._stopped = True
         if self.real_node and "kubelet" in self.processes:
             self._drain_real_node()
+        if self._relay is not None:
+            self._relay.stop()
         # In batches, each waited for: the real node, then the other clients, then etcd. An
         # apiserver whose etcd went at the same moment spends the whole 10 s retrying it.
         names = list(reversed(self.processes))
@@ -629,6 +640,8 @@ class Cluster:
             sans=[
                 "IP:127.0.0.1",
                 f"IP:{SERVICE_IP}",
+                # Pods on the real node reach the apiserver through a relay on the bridge.
+                *([f"IP:{realnode.GATEWAY_IP}"] if self.real_node else []),
                 "DNS:localhost",
                 "DNS:kubernetes",
                 "DNS:kubernetes.default",
@@ -811,6 +824,7 @@ class Cluster:
         )
         if self.real_node:
             self._start_real_node()
+            self._relay = Relay(realnode.GATEWAY_IP, 0, ("127.0.0.1", self.ports["apiserver"]))
         self.startup_seconds = time.monotonic() - t0
 
     # -- the real node --

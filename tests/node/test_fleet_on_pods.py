@@ -1,0 +1,229 @@
+"""The fleet on real pods: helm install, a pool at work, the safe restart and faults.
+
+Everything here runs as real containers of our image on the real node: the operator, the exporter,
+the migration hook Job and the worker Pods that the operator builds. The tests run in file order
+and share one install (the `fleet` fixture) and one pool, as a user's cluster would.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from rq.job import Job
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ScheduledJobRegistry,
+    StartedJobRegistry,
+)
+
+from finex_workers import control, domain
+from finex_workers.core.settings import Settings
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.runtime import recompute
+from tests.node.conftest import Fleet, migrated
+from tests.support.fleet import probe
+from tests.support.waiting import wait_for
+
+POOL = "fleet"
+QUEUES = ("matrix", "growth", "probability")
+
+
+def pool_body(fleet: Fleet) -> dict[str, Any]:
+    return {
+        "apiVersion": "finex.io/v1alpha1",
+        "kind": "FinexWorkerPool",
+        "metadata": {"name": POOL},
+        "spec": {
+            "image": fleet.cluster.workers_image,
+            "imagePullPolicy": "Never",
+            "queues": [{"name": q, "replicas": 1, "concurrency": 2} for q in QUEUES],
+            "redis": {"urlSecretRef": {"name": "finex-redis", "key": "url"}},
+            "database": {
+                "urlSecretRef": {"name": "finex-postgres", "key": "url"},
+                "connectionBudget": 20,
+            },
+            "jobTimeoutSeconds": 60,
+            "drainTimeoutSeconds": 60,
+        },
+    }
+
+
+def settings_for(fleet: Fleet) -> Settings:
+    return Settings(redis_url=fleet.services.redis_url, database_url=fleet.services.db_url)
+
+
+def worker_pods(fleet: Fleet, queue: str) -> list[dict[str, Any]]:
+    pods = fleet.json("pods", "-l", f"finex.io/pool={POOL},finex.io/queue={queue}")["items"]
+    return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def pool_ready(fleet: Fleet) -> bool:
+    body = fleet.json("fwp", POOL)
+    conditions = body.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def ledger(fleet: Fleet, job_ids: list[str]) -> dict[str, str]:
+    """Where each job is: exactly one of finished / a queue / a registry; fails on none or two."""
+    conn = fleet.redis()
+    places: dict[str, list[str]] = {j: [] for j in job_ids}
+    for q in QUEUES:
+        queued = {x.decode() for x in conn.lrange(get_queue(q, conn).key, 0, -1)}
+        registries = {
+            "finished": FinishedJobRegistry(q, conn).get_job_ids(),
+            "started": StartedJobRegistry(q, conn).get_job_ids(),
+            "failed": FailedJobRegistry(q, conn).get_job_ids(),
+            "scheduled": ScheduledJobRegistry(q, conn).get_job_ids(),
+            "deferred": DeferredJobRegistry(q, conn).get_job_ids(),
+        }
+        for job_id in job_ids:
+            if job_id in queued:
+                places[job_id].append(f"{q}:queued")
+            for name, ids in registries.items():
+                if job_id in ids:
+                    places[job_id].append(f"{q}:{name}")
+    wrong = {j: p for j, p in places.items() if len(p) != 1}
+    assert not wrong, f"jobs lost or in two places: {wrong}"
+    return {j: p[0] for j, p in places.items()}
+
+
+def probe_runs(fleet: Fleet) -> dict[str, int]:
+    with fleet.db() as db:
+        rows = db.execute("SELECT probe_id, runs FROM finex_probes").fetchall()
+    return {str(r[0]): int(r[1]) for r in rows}  # type: ignore[call-overload]
+
+
+def test_helm_install_runs_every_pod_as_a_real_container(fleet: Fleet) -> None:
+    pods = fleet.json("pods")["items"]
+    running = {p["metadata"]["name"]: p for p in pods if p["status"].get("phase") == "Running"}
+    kinds = {p["metadata"]["labels"].get("app.kubernetes.io/component") for p in running.values()}
+    assert {"operator", "exporter"} <= kinds, kinds
+    for pod in running.values():
+        assert pod["spec"]["nodeName"] == fleet.cluster.real_node_name
+        assert ready(pod), pod["metadata"]["name"]
+        [status] = pod["status"]["containerStatuses"]
+        assert status["containerID"].startswith("containerd://")
+        assert status["restartCount"] == 0, pod["metadata"]["name"]
+        container = pod["spec"]["containers"][0]
+        assert "livenessProbe" in container, pod["metadata"]["name"]
+        assert "readinessProbe" in container or "tcpSocket" in json.dumps(container)
+    # The migration hook Job ran in a container and migrated the database the Pods use.
+    assert migrated(fleet.services.db_url)
+    # The exporter in its Pod reads Redis: its log has no error, and kubectl logs works.
+    exporter = next(
+        n
+        for n, p in running.items()
+        if p["metadata"]["labels"].get("app.kubernetes.io/component") == "exporter"
+    )
+    assert (
+        "serving" in fleet.kubectl("logs", exporter).stdout + fleet.kubectl("logs", exporter).stderr
+    )
+
+
+def test_a_pool_on_real_pods_finishes_a_full_recompute(fleet: Fleet) -> None:
+    conn = fleet.redis()
+    conn.flushdb()
+    with fleet.db() as db:
+        summary = domain.seed(db, assets=200, scenarios=12, replace=True)
+    fleet.kubectl("apply", "-f", "-", input=json.dumps(pool_body(fleet)))
+    wait_for(
+        "the pool Ready (every worker Pod ready: a live worker in Redis)",
+        lambda: pool_ready(fleet),
+        timeout=180,
+    )
+    for q in QUEUES:
+        [pod] = worker_pods(fleet, q)
+        assert ready(pod)
+        container = pod["spec"]["containers"][0]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        # Each worker is named after its Pod: Redis tells which Pod is busy.
+        names = [w.name for w in control.live_workers(conn, q)]
+        assert names, q
+        assert all(f".{pod['metadata']['name']}." in n for n in names), names
+    started = time.monotonic()
+    plan = recompute.enqueue_full(conn, settings_for(fleet))
+    assert plan.created > 0
+    assert recompute.wait_until_idle(conn, timeout=240) == 0
+    took = time.monotonic() - started
+    with fleet.db() as db:
+        row = db.execute("SELECT count(*) FROM impact_scores").fetchone()
+        growth = db.execute(
+            "SELECT count(*) FROM assets WHERE growth_updated_at IS NOT NULL"
+        ).fetchone()
+    assert row is not None
+    assert row[0] == 200 * 12, (row, summary)
+    assert growth is not None
+    assert growth[0] == 200
+    for q in QUEUES:
+        assert control.queue_state(conn, q).failed == 0, control.list_dlq(conn, q)
+    print(f"\nfull recompute through the Pods: {took:.1f}s for {row[0]} impact rows")
+
+
+def test_safe_restart_on_real_pods_commits_the_job_in_flight_and_loses_nothing(
+    fleet: Fleet,
+) -> None:
+    conn = fleet.redis()
+    settings = settings_for(fleet)
+    old = {p["metadata"]["name"] for p in worker_pods(fleet, "growth")}
+    held = probe(conn, settings, "growth", "restart-held", hold=6)
+    wait_for("the held job to run", lambda: control.queue_state(conn, "growth").active == 1)
+    backlog = [probe(conn, settings, "growth", f"restart-backlog-{n}") for n in range(40)]
+    fleet.kubectl("annotate", "--overwrite", "fwp", POOL, "finex.io/restart=growth@n1")
+    seen: list[str] = []
+
+    def done() -> bool:
+        restart = fleet.json("fwp", POOL).get("status", {}).get("restart", {})
+        phase = restart.get("phase")
+        if phase and (not seen or seen[-1] != phase):
+            seen.append(phase)
+        return restart.get("requestedValue") == "growth@n1" and phase == "Done"
+
+    wait_for("the restart to finish", done, timeout=240, every=0.2)
+    restart = fleet.json("fwp", POOL)["status"]["restart"]
+    assert restart["result"] == "Succeeded", restart
+    phases = [h["phase"] for h in restart["history"]]
+    assert phases == ["Pausing", "Draining", "Stopping", "Starting", "Resuming", "Done"], phases
+    new = {p["metadata"]["name"] for p in worker_pods(fleet, "growth")}
+    assert new, old
+    assert not (new & old), (old, new)
+    wait_for(
+        "the backlog drained by the new Pod", lambda: recompute.outstanding(conn) == 0, timeout=120
+    )
+    places = ledger(fleet, [held, *backlog])
+    assert set(places.values()) == {"growth:finished"}, places
+    runs = probe_runs(fleet)
+    assert runs["restart-held"] == 1  # it committed once, before its Pod was stopped
+    assert all(runs[f"restart-backlog-{n}"] == 1 for n in range(40))
+    finished = Job.fetch(held, connection=conn)
+    assert finished.worker_name is not None
+    assert any(f".{name}." in finished.worker_name for name in old)  # the old Pod ran it
+
+
+def test_kubectl_delete_of_a_busy_worker_pod_finishes_its_job(fleet: Fleet) -> None:
+    conn = fleet.redis()
+    settings = settings_for(fleet)
+    [pod] = worker_pods(fleet, "matrix")
+    name = pod["metadata"]["name"]
+    held = probe(conn, settings, "matrix", "delete-held", hold=5)
+    wait_for("the job to run", lambda: control.queue_state(conn, "matrix").active == 1)
+    started = time.monotonic()
+    fleet.kubectl("delete", "pod", name, "--wait=true", "--timeout=120s")
+    took = time.monotonic() - started
+    assert took < 60 + 30  # inside the grace period (jobTimeoutSeconds + margin)
+    places = ledger(fleet, [held])
+    assert places[held] == "matrix:finished", places
+    assert probe_runs(fleet)["delete-held"] == 1
+    wait_for(
+        "a new matrix Pod ready",
+        lambda: any(ready(p) for p in worker_pods(fleet, "matrix")),
+        timeout=120,
+    )
