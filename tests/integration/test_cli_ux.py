@@ -347,3 +347,23 @@ def test_enqueue_one_job_ids_are_stable(fleet_env, redis_conn) -> None:
     assert again["deduplicated"] == 1
     settings = Settings.from_env(fleet_env)
     assert enqueue.probability(redis_conn, settings, 7).created is False
+
+
+def test_the_exporter_probes_tell_a_dead_redis_from_a_dead_process(redis_url) -> None:
+    def get(url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                return reply.status, reply.read().decode().strip()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode().strip()
+
+    with running_exporter(dead_redis()) as metrics_url:
+        base = metrics_url.rsplit("/", 1)[0]
+        assert get(f"{base}/livez") == (200, "ok")
+        status, body = get(f"{base}/readyz")
+        assert status == 503
+        assert body.startswith("not ready: cannot reach Redis at REDIS_URL=redis://:***@"), body
+        assert SECRET not in body
+    with running_exporter(redis_url) as metrics_url:
+        base = metrics_url.rsplit("/", 1)[0]
+        assert get(f"{base}/readyz") == (200, "ready: Redis answers")

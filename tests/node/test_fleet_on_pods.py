@@ -114,8 +114,8 @@ def test_helm_install_runs_every_pod_as_a_real_container(fleet: Fleet) -> None:
         assert status["containerID"].startswith("containerd://")
         assert status["restartCount"] == 0, pod["metadata"]["name"]
         container = pod["spec"]["containers"][0]
-        assert "livenessProbe" in container, pod["metadata"]["name"]
-        assert "readinessProbe" in container or "tcpSocket" in json.dumps(container)
+        assert "httpGet" in container["livenessProbe"], pod["metadata"]["name"]
+        assert "httpGet" in container["readinessProbe"], pod["metadata"]["name"]
     # The migration hook Job ran in a container and migrated the database the Pods use.
     assert migrated(fleet.services.db_url)
     # The exporter in its Pod reads Redis: its log has no error, and kubectl logs works.

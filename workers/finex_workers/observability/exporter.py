@@ -22,10 +22,27 @@ log = logging.getLogger("finex.exporter")
 
 
 def explaining_errors(app: WsgiApp, settings: Settings) -> WsgiApp:
-    """Wrap the metrics app: a Redis or PostgreSQL failure becomes a one-line HTTP 500."""
+    """Wrap the metrics app: a Redis or PostgreSQL failure becomes a one-line HTTP 500.
+
+    It also answers the Pod's probes: /livez (the process serves) and /readyz (Redis answers
+    a PING; 503 with one line why not).
+    """
     from finex_workers.infra.reachability import describe
+    from finex_workers.infra.redisconn import redis_from_url
 
     def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/livez":
+            return plain(start_response, "200 OK", "ok")
+        if path == "/readyz":
+            try:
+                redis_from_url(settings.redis_url).ping()
+            except Exception as exc:
+                reason = describe(exc, settings)
+                if reason is None:
+                    raise
+                return plain(start_response, "503 Service Unavailable", f"not ready: {reason}")
+            return plain(start_response, "200 OK", "ready: Redis answers")
         try:
             return app(environ, start_response)
         except Exception as exc:
