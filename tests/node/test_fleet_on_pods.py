@@ -227,3 +227,63 @@ def test_kubectl_delete_of_a_busy_worker_pod_finishes_its_job(fleet: Fleet) -> N
         lambda: any(ready(p) for p in worker_pods(fleet, "matrix")),
         timeout=120,
     )
+
+
+def container_id(pod: dict[str, Any]) -> str:
+    [status] = pod["status"]["containerStatuses"]
+    return str(status["containerID"]).removeprefix("containerd://")
+
+
+def test_sigkill_of_a_busy_workers_container_recovers_its_job(fleet: Fleet) -> None:
+    conn = fleet.redis()
+    settings = settings_for(fleet)
+    [pod] = worker_pods(fleet, "probability")
+    held = probe(conn, settings, "probability", "sigkill-held", hold=30)
+    wait_for("the job to run", lambda: control.queue_state(conn, "probability").active == 1)
+    killed = time.monotonic()
+    # SIGKILL of the container's PID 1 (the supervisor) through containerd: the kernel takes the
+    # whole PID namespace with it, mid-transaction; the kubelet restarts the container.
+    fleet.cluster.ctr("task", "kill", "--signal", "SIGKILL", container_id(pod))
+    wait_for(
+        "the job recovered and finished",
+        lambda: Job.fetch(held, connection=conn).get_status(refresh=True).value == "finished",
+        timeout=240,
+    )
+    recovered = time.monotonic() - killed
+    places = ledger(fleet, [held])
+    assert places[held] == "probability:finished", places
+    assert probe_runs(fleet)["sigkill-held"] == 1  # the killed attempt rolled back
+    [again] = worker_pods(fleet, "probability")
+    assert again["metadata"]["name"] == pod["metadata"]["name"]
+    assert again["status"]["containerStatuses"][0]["restartCount"] >= 1
+    print(f"\nSIGKILLed container's job finished again after {recovered:.1f}s")
+
+
+def test_operator_killed_during_draining_finishes_the_restart(fleet: Fleet) -> None:
+    conn = fleet.redis()
+    settings = settings_for(fleet)
+    held = probe(conn, settings, "matrix", "operator-kill-held", hold=10)
+    wait_for("the job to run", lambda: control.queue_state(conn, "matrix").active == 1)
+    backlog = [probe(conn, settings, "matrix", f"operator-kill-{n}") for n in range(10)]
+    fleet.kubectl("annotate", "--overwrite", "fwp", POOL, "finex.io/restart=matrix@n2")
+
+    def phase() -> str | None:
+        restart = fleet.json("fwp", POOL).get("status", {}).get("restart", {})
+        return restart.get("phase") if restart.get("requestedValue") == "matrix@n2" else None
+
+    wait_for("Draining", lambda: phase() == "Draining", timeout=60, every=0.2)
+    [operator] = [
+        p["metadata"]["name"]
+        for p in fleet.json("pods")["items"]
+        if p["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"
+    ]
+    fleet.kubectl("delete", "pod", operator, "--grace-period=0", "--force")
+    wait_for("the restart Done under the new operator", lambda: phase() == "Done", timeout=240)
+    restart = fleet.json("fwp", POOL)["status"]["restart"]
+    assert restart["result"] == "Succeeded", restart
+    wait_for("the backlog drained", lambda: recompute.outstanding(conn) == 0, timeout=120)
+    places = ledger(fleet, [held, *backlog])
+    assert set(places.values()) == {"matrix:finished"}, places
+    runs = probe_runs(fleet)
+    assert runs["operator-kill-held"] == 1
+    assert all(runs[f"operator-kill-{n}"] == 1 for n in range(10))

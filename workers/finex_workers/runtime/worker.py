@@ -400,5 +400,8 @@ class FinexWorker(SimpleWorker):
 
 
 def worker_name(queue: str, pid: int) -> str:
-    """Readable and unique: the queue, the host (the pod name in Kubernetes) and the pid."""
-    return f"{queue}.{socket.gethostname()}.{pid}"
+    """Readable and unique: the queue, the host (the pod name in Kubernetes), the pid, and a
+    random suffix. The suffix matters in a container: when the kubelet restarts one, its pids
+    start again from 1 under the same hostname, and RQ refuses to register a name whose dead
+    owner's key has not expired yet."""
+    return f"{queue}.{socket.gethostname()}.{pid}.{uuid4().hex[:6]}"
