@@ -24,8 +24,10 @@ from finex_workers import control, domain
 from finex_workers.core.settings import Settings
 from finex_workers.infra.redisconn import get_queue
 from finex_workers.runtime import recompute
-from tests.node.conftest import Fleet, migrated
+from tests.node.conftest import migrated
+from tests.support import nodefleet
 from tests.support.fleet import probe
+from tests.support.nodefleet import Fleet
 from tests.support.waiting import wait_for
 
 POOL = "fleet"
@@ -33,23 +35,7 @@ QUEUES = ("matrix", "growth", "probability")
 
 
 def pool_body(fleet: Fleet) -> dict[str, Any]:
-    return {
-        "apiVersion": "finex.io/v1alpha1",
-        "kind": "FinexWorkerPool",
-        "metadata": {"name": POOL},
-        "spec": {
-            "image": fleet.cluster.workers_image,
-            "imagePullPolicy": "Never",
-            "queues": [{"name": q, "replicas": 1, "concurrency": 2} for q in QUEUES],
-            "redis": {"urlSecretRef": {"name": "finex-redis", "key": "url"}},
-            "database": {
-                "urlSecretRef": {"name": "finex-postgres", "key": "url"},
-                "connectionBudget": 20,
-            },
-            "jobTimeoutSeconds": 60,
-            "drainTimeoutSeconds": 60,
-        },
-    }
+    return nodefleet.pool_body(fleet, POOL)
 
 
 def settings_for(fleet: Fleet) -> Settings:
