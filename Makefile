@@ -77,9 +77,20 @@ cluster-up: bootstrap k8s-tools image ## Local control plane on loopback; REAL_N
 cluster-down: ## Stop the local control plane started by cluster-up
 	$(PY) -m tests.support.cluster down
 
-kind-up: ## Workstations with Docker only: create a kind cluster and install the chart
-	kind create cluster --name finex --config hack/kind-config.yaml
-	helm upgrade --install finex charts/finex-workers --namespace finex --create-namespace
+# The node tier's install, on a workstation's kind cluster (Docker needed; this machine has none,
+# so CI never runs it). KIND_REDIS_URL and KIND_DATABASE_URL must be reachable from the Pods.
+kind-up: image ## Workstations with Docker: kind cluster, the image loaded, Secrets, the chart
+	@test -n "$(KIND_REDIS_URL)" -a -n "$(KIND_DATABASE_URL)" || { echo "kind-up: set KIND_REDIS_URL and KIND_DATABASE_URL (reachable from Pods), e.g. redis://host.docker.internal:6379/0" >&2; exit 2; }
+	kind get clusters | grep -qx finex || kind create cluster --name finex --config hack/kind-config.yaml
+	kind load image-archive --name finex $(K8S_CACHE)/images/finex-workers.tar
+	kubectl create namespace finex --dry-run=client -o yaml | kubectl apply -f -
+	kubectl label --overwrite namespace finex pod-security.kubernetes.io/enforce=restricted
+	kubectl -n finex create secret generic finex-redis --from-literal=url='$(KIND_REDIS_URL)' \
+	    --dry-run=client -o yaml | kubectl apply -f -
+	kubectl -n finex create secret generic finex-postgres --from-literal=url='$(KIND_DATABASE_URL)' \
+	    --dry-run=client -o yaml | kubectl apply -f -
+	helm upgrade --install finex charts/finex-workers --namespace finex --wait \
+	    --set image.pullPolicy=Never --set migrations.enabled=true
 
 kind-down: ## Delete the kind cluster
 	kind delete cluster --name finex
