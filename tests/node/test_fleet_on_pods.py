@@ -273,3 +273,30 @@ def test_operator_killed_during_draining_finishes_the_restart(fleet: Fleet) -> N
     runs = probe_runs(fleet)
     assert runs["operator-kill-held"] == 1
     assert all(runs[f"operator-kill-{n}"] == 1 for n in range(10))
+
+
+def test_a_containerd_restart_under_running_jobs_loses_nothing(fleet: Fleet) -> None:
+    conn = fleet.redis()
+    settings = settings_for(fleet)
+    [pod] = worker_pods(fleet, "growth")
+    held = probe(conn, settings, "growth", "containerd-held", hold=8)
+    wait_for("the job to run", lambda: control.queue_state(conn, "growth").active == 1)
+    down = fleet.cluster.restart_containerd()
+    after = [probe(conn, settings, "growth", f"containerd-after-{n}") for n in range(5)]
+    wait_for("every job finished", lambda: recompute.outstanding(conn) == 0, timeout=120)
+    places = ledger(fleet, [held, *after])
+    assert set(places.values()) == {"growth:finished"}, places
+    runs = probe_runs(fleet)
+    assert runs["containerd-held"] == 1
+    assert all(runs[f"containerd-after-{n}"] == 1 for n in range(5))
+    # The container outlived containerd: same Pod, no restart, still Ready.
+    [again] = worker_pods(fleet, "growth")
+    assert again["metadata"]["name"] == pod["metadata"]["name"]
+    assert (
+        again["status"]["containerStatuses"][0]["restartCount"]
+        == (pod["status"]["containerStatuses"][0]["restartCount"])
+    )
+    wait_for(
+        "the Pod Ready", lambda: all(ready(p) for p in worker_pods(fleet, "growth")), timeout=60
+    )
+    print(f"\ncontainerd was down {down:.1f}s; the running job and the container survived")

@@ -863,17 +863,7 @@ class Cluster:
         conflist = node / "cni" / "net.d" / "10-finex-bridge.conflist"
         conflist.write_text(json.dumps(realnode.cni_conflist(node), indent=2) + "\n")
         (node / "resolv.conf").write_text("# no DNS on the test cluster's real node\n")
-        self._spawn(
-            "containerd",
-            ["--config", node / "containerd" / "config.toml", "--log-level", "warn"],
-            executable="containerd",
-        )
-        _wait_until(
-            "containerd's socket",
-            lambda: self.ctr("version", check=False).returncode == 0,
-            30,
-            self._check_alive,
-        )
+        self._start_containerd()
         self.ctr(
             "images", "import", "--base-name", realnode.WORKERS_IMAGE_BASE, str(tars["workers"])
         )
@@ -928,6 +918,34 @@ class Cluster:
         )
         _wait_until("the real node Ready", self._real_node_ready, 120, self._check_alive)
         self.node_startup_seconds = time.monotonic() - t0
+
+    def _start_containerd(self) -> None:
+        self._spawn(
+            "containerd",
+            ["--config", self.node_dir / "containerd" / "config.toml", "--log-level", "warn"],
+            executable="containerd",
+        )
+        _wait_until(
+            "containerd's socket",
+            lambda: self.ctr("version", check=False).returncode == 0,
+            30,
+            self._check_alive,
+        )
+
+    def restart_containerd(self) -> float:
+        """A node-level restart of containerd; returns the seconds it was down.
+
+        SIGTERM goes to containerd's process only, not its group: each container's shim lives in
+        its own process group and runs on, so the containers do too, as on a node whose service
+        manager restarts containerd with KillMode=process (containerd's own systemd unit).
+        """
+        assert self.real_node, "started without real_node=True"
+        proc = self.processes["containerd"]
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        self._start_containerd()
+        return time.monotonic() - started
 
     def _real_node_ready(self) -> bool:
         status = self.kubectl(
