@@ -30,6 +30,7 @@ listens on its command channel before it registers, so a ``finex workers stop`` 
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -370,5 +371,9 @@ class FinexWorker(SimpleWorker):
 
 
 def worker_name(queue: str, pid: int) -> str:
-    """Readable and unique: the queue, the host (the pod name in Kubernetes) and the pid."""
-    return f"{queue}.{socket.gethostname()}.{pid}"
+    """Readable and unique: the queue, the host (the pod name in Kubernetes) and the pid.
+
+    FINEX_WORKER_HOST overrides the host part, for workers that stand in for a Pod they do not
+    run in (the e2e tests beside kwok's Pods); the operator reads the Pod from this name.
+    """
+    return f"{queue}.{os.environ.get('FINEX_WORKER_HOST') or socket.gethostname()}.{pid}"
