@@ -303,5 +303,15 @@ def test_printer_columns_have_descriptions(crd: None, k8s_cluster: k8s.Cluster) 
         k8s_cluster.kubectl("get", "crd", "finexworkerpools.finex.io", "-o", "json").stdout
     )
     columns = stored["spec"]["versions"][0]["additionalPrinterColumns"]
-    assert [c["name"] for c in columns] == ["Ready", "Restart", "Waiting", "Active", "DLQ", "Age"]
+    assert [c["name"] for c in columns] == [
+        "Ready",
+        "Restart",
+        "Replicas",
+        "Desired",
+        "Scaling",
+        "Waiting",
+        "Active",
+        "DLQ",
+        "Age",
+    ]
     assert all(c.get("description") for c in columns), columns

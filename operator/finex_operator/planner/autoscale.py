@@ -43,7 +43,7 @@ class ScaleDecision:
 
 def demand(state: QueueState) -> int:
     """Jobs that need a worker now or soon: waiting + active + delayed (scheduled retries)."""
-    return state.waiting + state.active + state.delayed
+    return state.demand
 
 
 def wanted(auto: Autoscale, ceiling: int, jobs: int) -> int:
