@@ -98,6 +98,17 @@ REFUSED: list[tuple[str, Edit, str]] = [
         "spec.queues[0].maxReplicas: Invalid value: maxReplicas (1) must be at least replicas (2)",
     ),
     (
+        "autoscale without its ceiling",
+        _set("spec.queues.0.autoscale", {"minReplicas": 1}),
+        "spec.queues[0].maxReplicas: Required value: an autoscaled queue needs maxReplicas",
+    ),
+    (
+        "autoscale floor above its ceiling, with both numbers",
+        lambda body: body["spec"]["queues"][0].update(maxReplicas=2, autoscale={"minReplicas": 3}),
+        "spec.queues[0].autoscale.minReplicas: Invalid value: autoscale.minReplicas (3) exceeds"
+        " maxReplicas (2)",
+    ),
+    (
         "redis Secret name with capitals and underscore",
         _set("spec.redis.urlSecretRef.name", "Finex_Redis"),
         'spec.redis.urlSecretRef.name: Invalid value: "Finex_Redis": must be a Secret name',

@@ -40,16 +40,17 @@ def test_demand_counts_waiting_active_and_delayed() -> None:
 # (case, auto, ceiling, state, current, since (s ago), want replicas, reason, since kept)
 CASES = [
     (
-        "new queue with no work starts at min",
+        "new idle queue starts with no Pod",
         AUTO,
         8,
         qs(),
         None,
         None,
         0,
-        ScaleReason.SCALED_UP,
+        ScaleReason.STEADY,
         False,
     ),
+    ("new queue with work", AUTO, 8, qs(11), None, None, 3, ScaleReason.SCALED_UP, False),
     ("up at once when demand crosses", AUTO, 8, qs(6), 1, None, 2, ScaleReason.SCALED_UP, False),
     (
         "active jobs count, not only the list",

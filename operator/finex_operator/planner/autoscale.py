@@ -74,6 +74,8 @@ def decide(
         f"demand {jobs} (waiting {state.waiting} + active {state.active} + delayed "
         f"{state.delayed}) at {auto.jobs_per_replica} per replica wants {target}"
     )
+    if current is None and target == 0:
+        return ScaleDecision(0, ScaleReason.STEADY, what, jobs)  # a new, idle queue: no Pod
     if current is None or target > current:
         start = "" if current is None else f"{current} -> "
         return ScaleDecision(target, ScaleReason.SCALED_UP, f"{start}{target}: {what}", jobs)
