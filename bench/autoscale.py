@@ -14,8 +14,9 @@ that is an interrupted job.
    are Ready. Ours: the operator (1 s reconcile). Baseline, measured in the same run: an
    HPA-like loop at KEDA's documented defaults (a 30 s polling interval feeding a 15 s HPA
    sync), reading the same Redis and scaling a plain Deployment.
-2. **storm**: 8 -> 1 -> 8, --storms times, with one job always in flight; each scale-in comes
-   12 s after the Pods are up, so the job in flight runs on any of them (a new one, usually). Ours: the operator
+2. **storm**: 8 -> 1 -> 8, --storms times, with one job always in flight; each scale-in
+   comes 12 s after the Pods are up, so the job in flight runs on any of them (usually a new
+   one). Ours: the operator
    (autoscale min = max, patched) marks the Pods with pod-deletion-cost before scaling in.
    Baseline: the operator stopped, the costs removed, and `kubectl scale` of the same
    Deployment, which the ReplicaSet resolves by its own rules.

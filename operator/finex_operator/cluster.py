@@ -7,7 +7,6 @@ the planner package.
 from __future__ import annotations
 
 import base64
-from collections import Counter
 from typing import Any, cast
 
 from kubernetes import client
@@ -72,7 +71,7 @@ def pods(api: client.ApiClient, namespace: str, pool: str) -> dict[str, list[Pod
 
 def pod_counts(pods_by_queue: dict[str, list[PodView]]) -> dict[str, int]:
     """Pods per queue, terminating ones included."""
-    return dict(Counter({q: len(views) for q, views in pods_by_queue.items()}))
+    return {q: len(views) for q, views in pods_by_queue.items()}
 
 
 def set_deletion_cost(api: client.ApiClient, namespace: str, pod: str, cost: int) -> None:
