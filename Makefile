@@ -10,8 +10,9 @@ PYTEST := $(VENV)/bin/pytest
 K8S_CACHE ?= $(HOME)/.cache/finex/k8s
 export K8S_CACHE
 
-.PHONY: help bootstrap k8s-tools image dev test test-unit test-integration test-e2e test-node lint fmt bench \
-        bench-hotpath bench-operator cluster-up cluster-down kind-up kind-down clean chart-sync chart-lint
+.PHONY: help bootstrap k8s-tools image dev test test-unit test-integration test-e2e test-node lint fmt \
+        bench bench-hotpath bench-operator bench-autoscale cluster-up cluster-down kind-up kind-down \
+        clean chart-sync chart-lint
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -61,6 +62,9 @@ bench-hotpath: bootstrap ## Worker hot path vs rq SimpleWorker, forking Worker, 
 
 bench-operator: bootstrap k8s-tools ## Operator latency: pool change to Deployment, vs a plain Deployment
 	$(PY) bench/operator_latency.py
+
+bench-autoscale: bootstrap k8s-tools ## Autoscale reaction vs an HPA-like loop; scale-in storm vs kubectl scale
+	$(PY) bench/autoscale.py
 
 chart-sync: ## Copy crds/ and ops/prometheus-rules.yml into the chart (their single sources)
 	$(PY) hack/sync-chart.py

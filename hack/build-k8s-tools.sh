@@ -38,11 +38,12 @@ etcd_stamp="etcd $ETCD_VERSION"
 kwok_stamp="kwok $KWOK_VERSION"
 helm_stamp="helm $HELM_VERSION k8s-version-ldflags"
 crds_stamp="prometheus-operator $PROMETHEUS_OPERATOR_VERSION prometheusrules servicemonitors podmonitors"
+keda_stamp="keda $KEDA_VERSION scaledobjects"
 
 all_done() {
     stamp_ok kubernetes "$k8s_stamp" && stamp_ok kubelet "$kubelet_stamp" && stamp_ok etcd "$etcd_stamp" && stamp_ok kwok "$kwok_stamp" &&
         stamp_ok kwok-stages "$kwok_stamp" &&
-        stamp_ok helm "$helm_stamp" && stamp_ok crds "$crds_stamp"
+        stamp_ok helm "$helm_stamp" && stamp_ok crds "$crds_stamp" && stamp_ok keda "$keda_stamp"
 }
 if all_done; then
     say "up to date in $root (kubernetes $KUBERNETES_VERSION with kubelet, etcd $ETCD_VERSION, kwok $KWOK_VERSION, helm $HELM_VERSION)"
@@ -92,6 +93,16 @@ build_crds() {
         chmod 644 "$crds/monitoring.coreos.com_$kind.yaml"
     done
     stamp_set crds "$crds_stamp"
+}
+
+# --- KEDA's ScaledObject CRD, to check docs/operator.md's example against the apiserver ------------
+build_keda_crd() {
+    local dir src=config/crd/bases/keda.sh_scaledobjects.yaml
+    dir=$(mod_field "github.com/kedacore/keda/v2@$KEDA_VERSION" Dir)
+    [ -n "$dir" ] && [ -f "$dir/$src" ] || die "no $src in github.com/kedacore/keda/v2@$KEDA_VERSION"
+    mkdir -p "$root/keda"
+    cp "$dir/$src" "$root/keda/" && chmod 644 "$root/keda/keda.sh_scaledobjects.yaml"
+    stamp_set keda "$keda_stamp"
 }
 
 # --- etcd, through a wrapper module (its go.mod has replace directives) ----------------------------
@@ -227,6 +238,7 @@ build_kubelet() {
 
 total0=$SECONDS
 stamp_ok crds "$crds_stamp" || timed "prometheus-operator CRDs $PROMETHEUS_OPERATOR_VERSION" build_crds
+stamp_ok keda "$keda_stamp" || timed "KEDA CRD $KEDA_VERSION" build_keda_crd
 stamp_ok etcd "$etcd_stamp" || timed "etcd $ETCD_VERSION" build_etcd
 stamp_ok kwok "$kwok_stamp" || timed "kwok $KWOK_VERSION" build_kwok
 stamp_ok kwok-stages "$kwok_stamp" || timed "kwok $KWOK_VERSION stages" build_kwok_stages

@@ -104,9 +104,13 @@ def worker_command(queue: str) -> list[str]:
 
 
 def deployment(
-    *, pool: str, uid: str, spec: PoolSpec, queue: str, replicas: int, grace_margin: int
+    *, pool: str, uid: str, spec: PoolSpec, queue: str, replicas: int | None, grace_margin: int
 ) -> dict[str, Any]:
-    """The Deployment of one queue; replicas is decided by the planner (0 while stopping)."""
+    """The Deployment of one queue; replicas is decided by the planner (0 while stopping).
+
+    replicas None leaves the field out of the body, so neither the create nor the merge patch
+    touches it: an HPA or KEDA owns it (autoscale.mode External).
+    """
     selector = selector_labels(pool, queue)
     all_labels = labels(pool, queue)
     container: dict[str, Any] = {
@@ -149,7 +153,6 @@ def deployment(
             "ownerReferences": [owner_reference(pool, uid)],
         },
         "spec": {
-            "replicas": replicas,
             "selector": {"matchLabels": selector},
             "template": {
                 "metadata": {"labels": dict(all_labels)},
@@ -166,6 +169,8 @@ def deployment(
             },
         },
     }
+    if replicas is not None:
+        body["spec"]["replicas"] = replicas
     body["metadata"]["annotations"] = {HASH_ANNOTATION: spec_hash(body)}
     return body
 

@@ -7,14 +7,13 @@ the planner package.
 from __future__ import annotations
 
 import base64
-from collections import Counter
 from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from finex_operator import builders
-from finex_operator.planner import DeploymentView
+from finex_operator.planner import DELETION_COST_ANNOTATION, DeploymentView, PodView
 
 MERGE_PATCH = "application/merge-patch+json"
 
@@ -55,13 +54,37 @@ def deployments(api: client.ApiClient, namespace: str, pool: str) -> dict[str, D
     return out
 
 
-def pod_counts(api: client.ApiClient, namespace: str, pool: str) -> dict[str, int]:
-    """Pods per queue, terminating ones included (a stop waits until they are gone)."""
+def pods(api: client.ApiClient, namespace: str, pool: str) -> dict[str, list[PodView]]:
+    """The pool's Pods by queue, terminating ones included (a stop waits until they are gone)."""
     found = client.CoreV1Api(api).list_namespaced_pod(
         namespace, label_selector=f"{builders.POOL_LABEL}={pool}"
     )
-    queues = ((p.metadata.labels or {}) if p.metadata else {} for p in found.items)
-    return dict(Counter(labels.get(builders.QUEUE_LABEL, "") for labels in queues))
+    out: dict[str, list[PodView]] = {}
+    for pod in found.items:
+        meta = pod.metadata or client.V1ObjectMeta()
+        queue = (meta.labels or {}).get(builders.QUEUE_LABEL, "")
+        cost = (meta.annotations or {}).get(DELETION_COST_ANNOTATION)
+        view = PodView(str(meta.name), cost, meta.deletion_timestamp is not None)
+        out.setdefault(queue, []).append(view)
+    return out
+
+
+def pod_counts(pods_by_queue: dict[str, list[PodView]]) -> dict[str, int]:
+    """Pods per queue, terminating ones included."""
+    return {q: len(views) for q, views in pods_by_queue.items()}
+
+
+def set_deletion_cost(api: client.ApiClient, namespace: str, pod: str, cost: int) -> None:
+    """Merge-patch one Pod's controller.kubernetes.io/pod-deletion-cost (needs `patch` on pods).
+
+    A Pod gone meanwhile is fine: it is not there to be chosen.
+    """
+    body = {"metadata": {"annotations": {DELETION_COST_ANNOTATION: str(cost)}}}
+    try:
+        client.CoreV1Api(api).patch_namespaced_pod(pod, namespace, body)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 def secret_value(api: client.ApiClient, namespace: str, name: str, key: str) -> str:

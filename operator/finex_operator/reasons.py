@@ -58,6 +58,11 @@ class EventReason(StrEnum):
     STUCK_JOBS_RECOVERED = "StuckJobsRecovered"
     #: a finex.io/ annotation the operator does not know appeared on the pool (a Warning, once).
     UNKNOWN_ANNOTATION = "UnknownAnnotation"
+    #: the autoscaler raised a queue's replicas (its demand wants more); the message says why.
+    SCALED_UP = "ScaledUp"
+    #: the autoscaler lowered a queue's replicas after the stabilization window; the Pods it
+    #: removes were marked with the lowest pod-deletion-cost (idle first) just before.
+    SCALED_DOWN = "ScaledDown"
 
 
 @unique
@@ -84,3 +89,23 @@ class ConditionReason(StrEnum):
     JOBS_PARKED = "JobsParked"
     #: Degraded is False.
     AS_EXPECTED = "AsExpected"
+
+
+@unique
+class ScaleReason(StrEnum):
+    """status.queues[].scaleReason: why the queue has the replicas it has."""
+
+    #: no autoscale block: spec.queues[].replicas.
+    FIXED = "FixedReplicas"
+    #: autoscale.mode External: an HPA or KEDA owns spec.replicas.
+    EXTERNAL = "ExternalAutoscaler"
+    #: demand wanted more replicas, so they were added now.
+    SCALED_UP = "ScaledUp"
+    #: demand wanted fewer replicas for the whole stabilization window.
+    SCALED_DOWN = "ScaledDown"
+    #: demand wants fewer replicas; waiting out the stabilization window.
+    STABILIZING = "ScaleDownStabilizing"
+    #: demand wants what the queue has.
+    STEADY = "DemandMet"
+    #: Redis could not be read, so the last decision holds.
+    NO_DEMAND_READING = "DemandUnknown"

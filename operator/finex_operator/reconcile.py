@@ -20,11 +20,22 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from finex_operator import cluster
-from finex_operator.planner import PAUSED_BY, PHASES, DlqEntry, Event, Observed, Plan, plan
+from finex_operator.planner import (
+    PAUSED_BY,
+    PHASES,
+    DlqEntry,
+    Event,
+    Observed,
+    Plan,
+    PodLoad,
+    plan,
+    pod_loads,
+)
 from finex_operator.reasons import EventReason
 from finex_operator.settings import OperatorSettings
 from finex_operator.spec import PoolSpec, parse_spec
 from finex_workers import control
+from finex_workers.infra import rqworkers
 from finex_workers.infra.redisconn import redis_from_url
 
 log = logging.getLogger("finex.operator")
@@ -56,6 +67,15 @@ class Runtime:
             return self.redis_clients[url]
 
 
+def _observe_load(conn: redis.Redis, spec: PoolSpec) -> dict[str, PodLoad]:
+    """What each Pod's live workers run now (workers are named after their Pod)."""
+    out: dict[str, PodLoad] = {}
+    for q in spec.queue_names:
+        live = [w for w in rqworkers.registered_workers(conn, q) if w.alive]
+        out.update(pod_loads(((w.name, w.current_job or "", w.job_age_seconds) for w in live), q))
+    return out
+
+
 def _observe_redis(
     rt: Runtime, conn: redis.Redis, spec: PoolSpec
 ) -> tuple[dict[str, control.QueueState], dict[str, list[DlqEntry]]]:
@@ -79,13 +99,16 @@ def observe(rt: Runtime, body: dict[str, Any]) -> tuple[Observed, redis.Redis | 
     conn: redis.Redis | None = None
     states: dict[str, control.QueueState] | None = None
     dlq: dict[str, list[DlqEntry]] = {}
+    load: dict[str, PodLoad] | None = None
     error = ""
     try:
         url = cluster.secret_value(rt.api, namespace, spec.redis_url.name, spec.redis_url.key)
         conn = rt.redis_for(url)
         states, dlq = _observe_redis(rt, conn, spec)
+        load = _observe_load(conn, spec)
     except (cluster.SecretError, redis.RedisError, ValueError) as exc:
         error, conn = f"{type(exc).__name__}: {exc}", None
+    pods = cluster.pods(rt.api, namespace, name)
     key = meta["uid"]
     sweep_due = time.monotonic() - rt.last_sweep.get(key, 0.0) >= rt.settings.sweep_seconds
     observed = Observed(
@@ -97,7 +120,9 @@ def observe(rt: Runtime, body: dict[str, Any]) -> tuple[Observed, redis.Redis | 
         status=body.get("status") or {},
         annotations=meta.get("annotations") or {},
         deployments=cluster.deployments(rt.api, namespace, name),
-        pods=cluster.pod_counts(rt.api, namespace, name),
+        pods=cluster.pod_counts(pods),
+        pod_views=pods,
+        pod_load=load,
         queues=states,
         redis_error=error,
         dlq=dlq,
@@ -110,6 +135,9 @@ def observe(rt: Runtime, body: dict[str, Any]) -> tuple[Observed, redis.Redis | 
 def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None) -> list[Event]:
     """Carry out the plan; returns Events about results only known afterwards (sweeps)."""
     namespace = body["metadata"]["namespace"]
+    # Costs first: a scale-in in todo.apply must find its victims already marked.
+    for pod, cost in todo.pod_costs.items():
+        cluster.set_deletion_cost(rt.api, namespace, pod, cost)
     for dep in todo.apply:
         cluster.apply_deployment(rt.api, namespace, dep)
     after: list[Event] = []

@@ -22,6 +22,26 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class Autoscale:
+    """spec.queues[].autoscale: who decides the replica count, and how the operator would.
+
+    Operator: the operator sizes the Deployment from the queue's demand (waiting + active +
+    delayed), between minReplicas and the queue's maxReplicas. External: an HPA or a KEDA
+    ScaledObject owns spec.replicas, and the operator never writes it (it still marks which
+    Pods to delete first).
+    """
+
+    mode: str = "Operator"
+    min_replicas: int = 0
+    jobs_per_replica: int = 5
+    scale_down_stabilization_seconds: int = 60
+
+    @property
+    def external(self) -> bool:
+        return self.mode == "External"
+
+
+@dataclass(frozen=True)
 class QueueSpec:
     """One queue's Deployment: Pods, and worker processes per Pod."""
 
@@ -29,6 +49,8 @@ class QueueSpec:
     replicas: int = 1
     concurrency: int = 5
     max_replicas: int | None = None
+    #: None: a fixed replica count (spec.queues[].replicas).
+    autoscale: Autoscale | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +105,17 @@ def _ref(raw: Mapping[str, Any]) -> SecretRef:
     return SecretRef(name=str(raw["name"]), key=str(raw["key"]))
 
 
+def _autoscale(raw: Mapping[str, Any] | None) -> Autoscale | None:
+    if raw is None:
+        return None
+    return Autoscale(
+        mode=str(raw.get("mode", "Operator")),
+        min_replicas=int(raw.get("minReplicas", 0)),
+        jobs_per_replica=int(raw.get("jobsPerReplica", 5)),
+        scale_down_stabilization_seconds=int(raw.get("scaleDownStabilizationSeconds", 60)),
+    )
+
+
 def parse_spec(raw: Mapping[str, Any]) -> PoolSpec:
     """A PoolSpec from `.spec` of the CR (a plain mapping)."""
     queues = tuple(
@@ -91,6 +124,7 @@ def parse_spec(raw: Mapping[str, Any]) -> PoolSpec:
             replicas=int(q.get("replicas", 1)),
             concurrency=int(q.get("concurrency", 5)),
             max_replicas=int(q["maxReplicas"]) if q.get("maxReplicas") is not None else None,
+            autoscale=_autoscale(q.get("autoscale")),
         )
         for q in raw.get("queues", [])
     )

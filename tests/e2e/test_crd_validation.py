@@ -98,6 +98,17 @@ REFUSED: list[tuple[str, Edit, str]] = [
         "spec.queues[0].maxReplicas: Invalid value: maxReplicas (1) must be at least replicas (2)",
     ),
     (
+        "autoscale without its ceiling",
+        _set("spec.queues.0.autoscale", {"minReplicas": 1}),
+        "spec.queues[0].maxReplicas: Required value: an autoscaled queue needs maxReplicas",
+    ),
+    (
+        "autoscale floor above its ceiling, with both numbers",
+        lambda body: body["spec"]["queues"][0].update(maxReplicas=2, autoscale={"minReplicas": 3}),
+        "spec.queues[0].autoscale.minReplicas: Invalid value: autoscale.minReplicas (3) exceeds"
+        " maxReplicas (2)",
+    ),
+    (
         "redis Secret name with capitals and underscore",
         _set("spec.redis.urlSecretRef.name", "Finex_Redis"),
         'spec.redis.urlSecretRef.name: Invalid value: "Finex_Redis": must be a Secret name',
@@ -303,5 +314,15 @@ def test_printer_columns_have_descriptions(crd: None, k8s_cluster: k8s.Cluster) 
         k8s_cluster.kubectl("get", "crd", "finexworkerpools.finex.io", "-o", "json").stdout
     )
     columns = stored["spec"]["versions"][0]["additionalPrinterColumns"]
-    assert [c["name"] for c in columns] == ["Ready", "Restart", "Waiting", "Active", "DLQ", "Age"]
+    assert [c["name"] for c in columns] == [
+        "Ready",
+        "Restart",
+        "Replicas",
+        "Desired",
+        "Scaling",
+        "Waiting",
+        "Active",
+        "DLQ",
+        "Age",
+    ]
     assert all(c.get("description") for c in columns), columns

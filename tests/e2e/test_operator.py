@@ -257,7 +257,17 @@ def test_bad_spec_is_rejected_by_the_apiserver(
 def test_good_spec_is_accepted_and_shows_printer_columns(crd: None, kubectl: Kubectl):
     apply(kubectl, pool())
     header = kubectl("get", "fwp").stdout.splitlines()[0].split()
-    assert header == ["NAME", "READY", "RESTART", "WAITING", "ACTIVE", "DLQ", "AGE"]
+    assert header == [
+        "NAME",
+        "READY",
+        "RESTART",
+        "REPLICAS",
+        "DESIRED",
+        "WAITING",
+        "ACTIVE",
+        "DLQ",
+        "AGE",
+    ]
 
 
 # -- Deployments ------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ def test_exporter_reports_the_runbook_numbers_from_redis(redis_url, redis_conn, 
     assert sample(registry, "finex_jobs_failed_total", queue="growth") == 0
     assert sample(registry, "finex_queue_workers", queue="matrix") == 0
     assert sample(registry, "finex_queue_oldest_active_job_age_seconds", queue="matrix") == 0
+    assert sample(registry, "finex_queue_demand", queue="matrix") == 3
 
 
 def test_every_exported_sample_carries_a_queue_label(redis_url) -> None:
@@ -85,6 +86,8 @@ def test_oldest_active_age_follows_a_running_job_and_workers_are_counted(
     before = time.time()
     probe(redis_conn, settings, "growth", "long", hold=6)
     wait_for("the job to start", lambda: control.active_jobs(redis_conn, "growth") == 1)
+    # A running job is demand too (a list-length scaler would see 0 here).
+    assert sample(registry, "finex_queue_demand", queue="growth") == 1
     time.sleep(1.5)
     age = sample(registry, "finex_queue_oldest_active_job_age_seconds", queue="growth")
     elapsed = time.time() - before

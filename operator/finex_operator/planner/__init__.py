@@ -15,6 +15,8 @@ One module per concern:
   in status.restart, so an operator killed in any phase picks up where the last one stopped;
 - pause: the declarative pause (spec.paused);
 - dlq: the DLQ retry policy and parking;
+- autoscale: each queue's replicas from its demand (or fixed, or left to an HPA/KEDA);
+- deletion_cost: which Pods a scale-in removes (pod-deletion-cost: idle first);
 - deployments: one Deployment per queue, patched when its spec hash differs;
 - status: status.queues, totals and conditions;
 - pool: plan(), which calls them in that order;
@@ -28,7 +30,22 @@ from finex_operator.planner.annotations import (
     RETRY_DLQ_ANNOTATION,
     parse_target,
 )
-from finex_operator.planner.model import DeploymentView, DlqEntry, Event, Observed, Plan
+from finex_operator.planner.autoscale import ScaleDecision, decide, demand
+from finex_operator.planner.deletion_cost import (
+    DELETION_COST_ANNOTATION,
+    deletion_cost,
+    pod_loads,
+    pod_of_worker,
+)
+from finex_operator.planner.model import (
+    DeploymentView,
+    DlqEntry,
+    Event,
+    Observed,
+    Plan,
+    PodLoad,
+    PodView,
+)
 from finex_operator.planner.pause import PAUSED_BY
 from finex_operator.planner.pool import plan
 from finex_operator.planner.restart import DRAIN_SETTLE_SECONDS, desired_replicas
@@ -42,6 +59,7 @@ from finex_operator.planner.restart_status import (
 )
 
 __all__ = [
+    "DELETION_COST_ANNOTATION",
     "DRAIN_SETTLE_SECONDS",
     "HISTORY_LIMIT",
     "PAUSED_BY",
@@ -55,9 +73,17 @@ __all__ = [
     "Phase",
     "PhaseRecord",
     "Plan",
+    "PodLoad",
+    "PodView",
     "RestartResult",
     "RestartStatus",
+    "ScaleDecision",
+    "decide",
+    "deletion_cost",
+    "demand",
     "desired_replicas",
     "parse_target",
     "plan",
+    "pod_loads",
+    "pod_of_worker",
 ]

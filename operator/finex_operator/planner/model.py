@@ -22,6 +22,24 @@ class DeploymentView:
 
 
 @dataclass(frozen=True)
+class PodView:
+    """One Pod of a queue: its name (the workers' host part) and its deletion cost now."""
+
+    name: str
+    #: The controller.kubernetes.io/pod-deletion-cost annotation as set, None when absent.
+    deletion_cost: str | None = None
+    terminating: bool = False
+
+
+@dataclass(frozen=True)
+class PodLoad:
+    """What a Pod's live workers are doing, from Redis: jobs running and the oldest one's age."""
+
+    busy: int = 0
+    oldest_job_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class DlqEntry:
     """One DLQ job as the policy sees it."""
 
@@ -44,6 +62,10 @@ class Observed:
     annotations: Mapping[str, str] = field(default_factory=dict)
     deployments: Mapping[str, DeploymentView] = field(default_factory=dict)
     pods: Mapping[str, int] = field(default_factory=dict)
+    #: The Pods of each queue, terminating ones included.
+    pod_views: Mapping[str, Sequence[PodView]] = field(default_factory=dict)
+    #: Busy workers by Pod name, from Redis; None when Redis could not be read.
+    pod_load: Mapping[str, PodLoad] | None = None
     #: None when Redis could not be read; redis_error then says why.
     queues: Mapping[str, QueueState] | None = None
     redis_error: str = ""
@@ -68,6 +90,8 @@ class Plan:
     The planner fills it in concern by concern (restart, pause, DLQ, Deployments, status).
     """
 
+    #: Pods whose controller.kubernetes.io/pod-deletion-cost to set, set before `apply`.
+    pod_costs: dict[str, int] = field(default_factory=dict)
     apply: list[dict[str, Any]] = field(default_factory=list)
     pause: list[str] = field(default_factory=list)
     resume: list[str] = field(default_factory=list)

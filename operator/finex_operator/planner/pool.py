@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from finex_operator.planner.annotations import unknown_annotation_message, unknown_annotations
+from finex_operator.planner.autoscale import decide_pool
+from finex_operator.planner.deletion_cost import plan_deletion_costs
 from finex_operator.planner.deployments import plan_deployments
 from finex_operator.planner.dlq import plan_dlq
 from finex_operator.planner.model import Event, Observed, Plan
@@ -26,11 +28,13 @@ def plan(obs: Observed) -> Plan:
     dlq_status, parked = plan_dlq(obs, out)
     if obs.sweep_due and obs.queues is not None:
         out.sweep = list(obs.spec.queue_names)
-    not_ready = plan_deployments(obs, out, restart)
+    decisions = decide_pool(obs)
+    plan_deletion_costs(obs, out)
+    not_ready = plan_deployments(obs, out, restart, decisions)
     out.status = build_status(
         obs,
         restart=restart,
-        queues=queue_entries(obs, parked),
+        queues=queue_entries(obs, parked, decisions),
         not_ready=not_ready,
         dlq=dlq_status,
         paused_by_spec=paused_by_spec,

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Final, Literal
 
 from finex_operator.planner.annotations import RESTART_ANNOTATION, describe_target, parse_target
+from finex_operator.planner.autoscale import ScaleDecision, decide_queue
 from finex_operator.planner.model import Event, Observed, Plan
 from finex_operator.planner.restart_status import Phase, RestartResult, RestartStatus
 from finex_operator.reasons import EventReason
@@ -169,7 +170,7 @@ def _step_starting(
 ) -> RestartStatus:
     waiting = []
     for q in targets:
-        want = obs.spec.queue(q).replicas
+        want = desired_replicas(obs.spec, q, restart, decide_queue(obs, obs.spec.queue(q)))
         dep = obs.deployments.get(q)
         if dep is None or dep.replicas != want or dep.ready_replicas != want:
             waiting.append(f"{q} {dep.ready_replicas if dep else 0}/{want}")
@@ -211,8 +212,22 @@ _PHASE_STEPS: Final[dict[Phase, _Step]] = {
 }
 
 
-def desired_replicas(spec: PoolSpec, queue: str, restart: RestartStatus | None) -> int:
-    """The spec's replicas, except 0 for a queue whose restart is in Stopping."""
-    if restart is not None and restart.phase is Phase.STOPPING and queue in restart.queues:
+def desired_replicas(
+    spec: PoolSpec, queue: str, restart: RestartStatus | None, decision: ScaleDecision | None = None
+) -> int | None:
+    """The replicas to write on a queue's Deployment; None: do not write them (External).
+
+    The scaling decision (the spec's replicas when there is none), except 0 for a queue whose
+    restart is in Stopping; an externally scaled queue is then brought back to minReplicas (at
+    least 1) in Starting, the one other time the operator writes its replicas.
+    """
+    restarting = restart is not None and queue in restart.queues
+    if restarting and restart is not None and restart.phase is Phase.STOPPING:
         return 0
-    return spec.queue(queue).replicas
+    if decision is None:
+        return spec.queue(queue).replicas
+    auto = spec.queue(queue).autoscale
+    starting = restart is not None and restart.phase is Phase.STARTING
+    if decision.replicas is None and auto is not None and restarting and starting:
+        return max(1, auto.min_replicas)
+    return decision.replicas

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from finex_operator.conditions import Condition, ConditionType, merge_conditions
+from finex_operator.planner.autoscale import ScaleDecision, status_fields
 from finex_operator.planner.model import Observed
 from finex_operator.planner.restart_status import RestartResult, RestartStatus
 from finex_operator.planner.timestamps import format_time
@@ -21,8 +22,13 @@ _LAST_RESTART: Final = {
 }
 
 
-def queue_entries(obs: Observed, parked: Mapping[str, Sequence[str]]) -> list[dict[str, Any]]:
-    """status.queues[]: each queue's Deployment and, when Redis answered, its queue figures."""
+def queue_entries(
+    obs: Observed,
+    parked: Mapping[str, Sequence[str]],
+    decisions: Mapping[str, ScaleDecision] | None = None,
+) -> list[dict[str, Any]]:
+    """status.queues[]: each queue's Deployment, its scaling decision and, when Redis answered,
+    its queue figures."""
     out = []
     for q in obs.spec.queue_names:
         dep = obs.deployments.get(q)
@@ -32,6 +38,9 @@ def queue_entries(obs: Observed, parked: Mapping[str, Sequence[str]]) -> list[di
             "readyReplicas": dep.ready_replicas if dep else 0,
             "parked": len(parked.get(q, [])),
         }
+        decision = (decisions or {}).get(q)
+        if decision is not None:
+            entry.update(status_fields(decision, dep.replicas if dep else 0))
         state = obs.queues.get(q) if obs.queues is not None else None
         if state is not None:
             entry.update(
@@ -129,9 +138,16 @@ def build_status(
             "waiting": sum(int(q.get("waiting", 0)) for q in queues),
             "active": sum(int(q.get("active", 0)) for q in queues),
             "dlq": sum(int(q.get("failed", 0)) for q in queues),
+            "replicas": sum(int(q.get("replicas", 0)) for q in queues),
+            "desiredReplicas": sum(int(q.get("desiredReplicas", 0)) for q in queues),
         }
     elif "totals" in obs.status:
         status["totals"] = obs.status["totals"]
     if restart is not None:
         status["restart"] = restart.to_status()
+    status["scaling"] = "; ".join(
+        f"{q['name']} {q['replicas']}->{q['desiredReplicas']} {q['scaleReason']}"
+        for q in queues
+        if "scaleReason" in q
+    )
     return status

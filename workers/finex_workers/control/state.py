@@ -38,6 +38,15 @@ class QueueState:
     completed: int
     workers: int
 
+    @property
+    def demand(self) -> int:
+        """Jobs that need a worker now or soon: waiting + active + delayed (scheduled retries).
+
+        What the operator's autoscaler and an external one (finex_queue_demand) scale on; the
+        queue list alone misses the jobs in flight and those coming back.
+        """
+        return self.waiting + self.active + self.delayed
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 

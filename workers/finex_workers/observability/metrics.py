@@ -120,6 +120,12 @@ class QueueCollector(Collector):
             ),
             GaugeMetricFamily("finex_queue_paused", "1 while the queue is paused.", labels=label),
             GaugeMetricFamily(
+                "finex_queue_demand",
+                "Jobs that need a worker now or soon: waiting + active + delayed. What the "
+                "operator autoscales on; the target for an HPA or a KEDA prometheus trigger.",
+                labels=label,
+            ),
+            GaugeMetricFamily(
                 "finex_queue_workers", "Live workers (fresh heartbeat) on the queue.", labels=label
             ),
             GaugeMetricFamily(
@@ -140,7 +146,7 @@ class QueueCollector(Collector):
         )
 
     def collect(self) -> Iterable[Metric]:
-        jobs, paused, workers, oldest, completed, failed = self._families()
+        jobs, paused, demand, workers, oldest, completed, failed = self._families()
         conn = self._redis()
         for queue in self.queues:
             snap = snapshot(conn, queue)
@@ -155,11 +161,12 @@ class QueueCollector(Collector):
             for state_name in JOB_STATES:
                 jobs.add_metric([queue, state_name], counts[state_name])
             paused.add_metric([queue], 1.0 if s.paused else 0.0)
+            demand.add_metric([queue], s.demand)
             workers.add_metric([queue], s.workers)
             oldest.add_metric([queue], snap.oldest_active_age)
             completed.add_metric([queue], s.completed)
             failed.add_metric([queue], snap.failed_total)
-        return [jobs, paused, workers, oldest, completed, failed]
+        return [jobs, paused, demand, workers, oldest, completed, failed]
 
 
 def build_info(registry: CollectorRegistry) -> Gauge:

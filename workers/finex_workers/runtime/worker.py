@@ -31,6 +31,7 @@ listens on its command channel before it registers, so a ``finex workers stop`` 
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import threading
@@ -400,8 +401,13 @@ class FinexWorker(SimpleWorker):
 
 
 def worker_name(queue: str, pid: int) -> str:
-    """Readable and unique: the queue, the host (the pod name in Kubernetes), the pid, and a
-    random suffix. The suffix matters in a container: when the kubelet restarts one, its pids
-    start again from 1 under the same hostname, and RQ refuses to register a name whose dead
-    owner's key has not expired yet."""
-    return f"{queue}.{socket.gethostname()}.{pid}.{uuid4().hex[:6]}"
+    """Readable and unique: the queue, the host (the pod name in Kubernetes), and the pid with a
+    random suffix: `<queue>.<host>.<pid>-<suffix>`. The suffix matters in a container: when the
+    kubelet restarts one, its pids start again from 1 under the same hostname, and RQ refuses
+    to register a name whose dead owner's key has not expired yet.
+
+    FINEX_WORKER_HOST overrides the host part, for workers that stand in for a Pod they do not
+    run in (the e2e tests beside kwok's Pods); the operator reads the Pod from this name.
+    """
+    host = os.environ.get("FINEX_WORKER_HOST") or socket.gethostname()
+    return f"{queue}.{host}.{pid}-{uuid4().hex[:6]}"
