@@ -300,3 +300,48 @@ def test_a_containerd_restart_under_running_jobs_loses_nothing(fleet: Fleet) -> 
         "the Pod Ready", lambda: all(ready(p) for p in worker_pods(fleet, "growth")), timeout=60
     )
     print(f"\ncontainerd was down {down:.1f}s; the running job and the container survived")
+
+
+def test_scale_in_on_real_pods_spares_the_busy_pod(fleet: Fleet) -> None:
+    """Issue 11 on real containers: 4 busy growth Pods, 3 jobs finish, scale to 1."""
+    conn = fleet.redis()
+    settings = settings_for(fleet)
+    body = nodefleet.pool_body(fleet, POOL)
+    for queue in body["spec"]["queues"]:
+        if queue["name"] == "growth":
+            queue.update(replicas=4, concurrency=1)
+    body["spec"]["database"]["connectionBudget"] = 20
+    nodefleet.apply(fleet, body)
+    wait_for(
+        "4 growth Pods ready",
+        lambda: len(p := worker_pods(fleet, "growth")) == 4 and all(map(ready, p)),
+        timeout=180,
+    )
+    wait_for("4 live growth workers", lambda: len(control.live_workers(conn, "growth")) == 4)
+    short = [probe(conn, settings, "growth", f"scale-short-{n}", hold=3) for n in range(3)]
+    long = probe(conn, settings, "growth", "scale-long", hold=25)
+    wait_for("4 jobs running", lambda: control.queue_state(conn, "growth").active == 4)
+    wait_for(
+        "the 3 short jobs finished",
+        lambda: all(Job.fetch(j, connection=conn).is_finished for j in short),
+        timeout=60,
+    )
+    busy = Job.fetch(long, connection=conn).worker_name or ""
+    busy_pod = next(
+        p["metadata"]["name"]
+        for p in worker_pods(fleet, "growth")
+        if f".{p['metadata']['name']}." in busy
+    )
+    for queue in body["spec"]["queues"]:
+        if queue["name"] == "growth":
+            queue["replicas"] = 1
+    nodefleet.apply(fleet, body)
+    wait_for("1 growth Pod left", lambda: len(worker_pods(fleet, "growth")) == 1, timeout=120)
+    [survivor] = worker_pods(fleet, "growth")
+    assert survivor["metadata"]["name"] == busy_pod
+    wait_for("the long job", lambda: Job.fetch(long, connection=conn).is_finished, timeout=60)
+    runs = probe_runs(fleet)
+    assert runs["scale-long"] == 1  # not interrupted, not retried
+    assert all(runs[f"scale-short-{n}"] == 1 for n in range(3))
+    places = ledger(fleet, [*short, long])
+    assert set(places.values()) == {"growth:finished"}, places
