@@ -19,7 +19,6 @@ from finex_operator.planner import DELETION_COST_ANNOTATION, pod_of_worker
 from finex_workers import control
 from finex_workers.core.settings import Settings
 from finex_workers.infra import rqworkers
-from tests.e2e.conftest import Kubectl
 from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
     Operator,
     apply,
@@ -33,6 +32,7 @@ from tests.e2e.test_operator import (  # noqa: F401 (fixtures)
     secret,
 )
 from tests.support.fleet import probe
+from tests.support.k8s_fixtures import Kubectl
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
