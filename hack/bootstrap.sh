@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine, and nothing twice:
-#   - Debian packages: redis-server, postgresql, prometheus (for promtool and the e2e alert check)
+#   - Debian packages: redis-server, redis-sentinel, postgresql, prometheus (for promtool and the e2e alert check)
 #   - a virtualenv in .venv with the project installed editable plus its dev tools
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
@@ -10,6 +10,8 @@ say() { printf '[bootstrap] %s\n' "$*"; }
 
 need_pkgs=()
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+# Sentinel: the Redis failover tests (tests/chaos) run two redis-servers and sentinels on loopback.
+command -v redis-sentinel >/dev/null 2>&1 || need_pkgs+=(redis-sentinel)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need_pkgs+=(postgresql)
 fi

@@ -21,7 +21,7 @@ from finex_workers.control.dlq import (
     retry_dlq,
 )
 from finex_workers.control.pausing import StopReport, is_paused, pause, resume, stop_workers
-from finex_workers.control.recovery import CleanReport, clean_stuck_jobs
+from finex_workers.control.recovery import CleanReport, clean_stuck_jobs, return_for_outage
 from finex_workers.control.state import QueueState, active_jobs, live_workers, queue_state
 from finex_workers.core.keys import dlq_retries_key
 
@@ -44,5 +44,6 @@ __all__ = [
     "queue_state",
     "resume",
     "retry_dlq",
+    "return_for_outage",
     "stop_workers",
 ]

@@ -114,8 +114,21 @@ def _wait_until(
     raise ServiceError(f"{what} did not become ready within {timeout:.0f}s (log: {log})")
 
 
-def start_redis(data_dir: Path, port: int | None = None) -> LocalService:
-    """Start redis-server on 127.0.0.1 with its files in data_dir (no persistence to disk)."""
+def start_redis(
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    appendonly: bool = False,
+    extra_args: Sequence[str] = (),
+) -> LocalService:
+    """Start redis-server on 127.0.0.1 with its files in data_dir.
+
+    With ``appendonly`` Redis keeps its data in an append-only file (fsync every second) in
+    data_dir and reloads it on the next start in the same folder: what ``make dev`` runs, so a
+    restart keeps queued jobs, and what the chaos tier restarts after a SIGKILL. Without it
+    nothing is written to disk (the test fixtures' throwaway servers). ``extra_args`` are more
+    ``--option value`` pairs (``--replicaof``, say).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     log = data_dir / "redis.log"
@@ -130,17 +143,33 @@ def start_redis(data_dir: Path, port: int | None = None) -> LocalService:
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes" if appendonly else "no",
+        "--appendfsync",
+        "everysec",
+        # A queue must never lose a job to eviction (docs/install.md).
+        "--maxmemory-policy",
+        "noeviction",
         "--protected-mode",
         "yes",
         "--logfile",
         str(log),
+        *extra_args,
     ]
     proc = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
     )
-    _wait_until(lambda: port_open("127.0.0.1", port), "redis-server", proc, log)
+    _wait_until(lambda: _redis_loaded(port), "redis-server", proc, log)
     return LocalService("redis", f"redis://127.0.0.1:{port}/0", port, proc, log)
+
+
+def _redis_loaded(port: int) -> bool:
+    """True once Redis answers PING (it answers LOADING while it replays its AOF)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 def init_postgres(data_dir: Path) -> None:
