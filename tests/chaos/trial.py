@@ -9,7 +9,7 @@ import redis
 from rq.registry import StartedJobRegistry
 
 from finex_workers.core.settings import Settings
-from finex_workers.infra.redisconn import text
+from finex_workers.infra.redisconn import redis_from_url, text
 from finex_workers.infra.rqkeys import active_bounds
 from tests.chaos.ledger import ROWS, Ledger, Row, check
 from tests.support.fleet import Fleet, probe
@@ -29,7 +29,7 @@ class Trial:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.settings = Settings.from_env(env)
-        self.conn = redis.Redis.from_url(env["REDIS_URL"])
+        self.conn = redis_from_url(env["REDIS_URL"])
         self.database_url = env["DATABASE_URL"]
         self.probes: dict[str, str] = {}
         self.fleets: list[Fleet] = []

@@ -172,6 +172,37 @@ def _redis_loaded(port: int) -> bool:
         return False
 
 
+def start_sentinel(
+    data_dir: Path, master_port: int, service: str = "mymaster", port: int | None = None
+) -> LocalService:
+    """Start redis-sentinel on 127.0.0.1 watching the master at master_port (quorum 1).
+
+    Fast timings for tests: the master counts as down after 1 s without a reply. The URL is
+    what REDIS_URL takes to reach Redis through this Sentinel.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log = data_dir / "sentinel.log"
+    config = data_dir / "sentinel.conf"  # Sentinel rewrites it with what it learns
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {data_dir}\nlogfile {log}\n"
+        f"sentinel monitor {service} 127.0.0.1 {master_port} 1\n"
+        f"sentinel down-after-milliseconds {service} 1000\n"
+        f"sentinel failover-timeout {service} 5000\n"
+        f"sentinel parallel-syncs {service} 1\n"
+    )
+    proc = subprocess.Popen(
+        [_which("redis-sentinel"), str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    _wait_until(lambda: _redis_loaded(port), "redis-sentinel", proc, log)
+    return LocalService(
+        "sentinel", f"redis+sentinel://127.0.0.1:{port}/{service}/0", port, proc, log
+    )
+
+
 def init_postgres(data_dir: Path) -> None:
     """Create a PostgreSQL cluster in data_dir unless one is there (trust auth on loopback)."""
     if (data_dir / "PG_VERSION").exists():

@@ -117,6 +117,7 @@ class Supervisor:
         if not self._redis_ready():
             log.info("stopped before Redis answered; no worker was started")
             return 0
+        self._check_redis_settings()
         for queue in self.queues:
             for index in range(self.settings.concurrency[queue]):
                 slot = _Slot(queue, index)
@@ -156,6 +157,16 @@ class Supervisor:
             time.sleep(0.1)
         log.info("all worker processes exited")
         return 0
+
+    def _check_redis_settings(self) -> None:
+        """Warn once at start when Redis may evict keys (a queued job would vanish)."""
+        from finex_workers.infra.redisconn import redis_from_url, warn_if_evicting
+
+        conn = redis_from_url(self.settings.redis_url)
+        try:
+            warn_if_evicting(conn, log)
+        finally:
+            conn.close()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
