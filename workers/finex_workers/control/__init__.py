@@ -20,7 +20,14 @@ from finex_workers.control.dlq import (
     list_dlq,
     retry_dlq,
 )
-from finex_workers.control.pausing import StopReport, is_paused, pause, resume, stop_workers
+from finex_workers.control.pausing import (
+    StopReport,
+    is_paused,
+    pause,
+    paused_by,
+    resume,
+    stop_workers,
+)
 from finex_workers.control.recovery import CleanReport, clean_stuck_jobs, return_for_outage
 from finex_workers.control.state import QueueState, active_jobs, live_workers, queue_state
 from finex_workers.core.keys import dlq_retries_key
@@ -41,6 +48,7 @@ __all__ = [
     "list_dlq",
     "live_workers",
     "pause",
+    "paused_by",
     "queue_state",
     "resume",
     "retry_dlq",
