@@ -102,7 +102,10 @@ class Trial:
                 raise AssertionError(f"jobs {missing} not done in {timeout}s; fleet log:\n{logs}")
             time.sleep(0.05)
 
-    def wait_all_done(self, timeout: float = 120) -> float:
+    def wait_all_done(self, timeout: float | None = None) -> float:
+        """The whole backlog; the default allows 2 workers at 0.5 s a job, plus two minutes."""
+        if timeout is None:
+            timeout = 120 + 0.25 * len(self.probes)
         return self.wait_done(list(self.probes.values()), timeout)
 
     def record(
