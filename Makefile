@@ -11,8 +11,8 @@ K8S_CACHE ?= $(HOME)/.cache/finex/k8s
 export K8S_CACHE
 
 .PHONY: help bootstrap k8s-tools image dev test test-unit test-integration test-e2e test-node lint fmt \
-        bench bench-hotpath bench-operator bench-autoscale cluster-up cluster-down kind-up kind-down \
-        clean chart-sync chart-lint
+        bench bench-hotpath bench-operator bench-autoscale bench-recovery chaos cluster-up cluster-down \
+        kind-up kind-down clean chart-sync chart-lint
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,6 +38,10 @@ test-unit: bootstrap ## Pure-function tests only
 test-integration: bootstrap ## Tests against real Redis and PostgreSQL
 	$(PYTEST) tests/unit tests/integration
 
+chaos: bootstrap ## The chaos tier at full size: faults on a live fleet, the ledger after each
+	FINEX_CHAOS_JOBS=$${FINEX_CHAOS_JOBS:-400} FINEX_CHAOS_PG_OUTAGE=$${FINEX_CHAOS_PG_OUTAGE:-60} \
+	    $(PYTEST) tests/chaos
+
 test-e2e: bootstrap k8s-tools image ## Tests against the local kube-apiserver
 	$(PYTEST) tests/e2e
 
@@ -59,6 +63,9 @@ bench: bootstrap ## Benchmarks: ratios against baselines measured in the same ru
 
 bench-hotpath: bootstrap ## Worker hot path vs rq SimpleWorker, forking Worker, a Lua floor; profiles
 	$(PY) bench/hotpath.py --profile
+
+bench-recovery: bootstrap ## Dead time after crashes: retry lateness and abandoned-job recovery
+	$(PY) bench/recovery.py
 
 bench-operator: bootstrap k8s-tools ## Operator latency: pool change to Deployment, vs a plain Deployment
 	$(PY) bench/operator_latency.py

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine, and nothing twice:
-#   - Debian packages: redis-server, postgresql, prometheus (for promtool and the e2e alert check),
-#     and for the real node and its image: mmdebstrap, umoci, containerd, runc,
+#   - Debian packages: redis-server, redis-sentinel, postgresql, prometheus (for promtool and the
+#     e2e alert check), and for the real node and its image: mmdebstrap, umoci, containerd, runc,
 #     containernetworking-plugins (bridge, host-local, loopback) and iproute2
 #   - a virtualenv in .venv with the project installed editable plus its dev tools
 # Safe to run again: every step checks before it acts.
@@ -12,6 +12,8 @@ say() { printf '[bootstrap] %s\n' "$*"; }
 
 need_pkgs=()
 command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
+# Sentinel: the Redis failover tests (tests/chaos) run two redis-servers and sentinels on loopback.
+command -v redis-sentinel >/dev/null 2>&1 || need_pkgs+=(redis-sentinel)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need_pkgs+=(postgresql)
 fi

@@ -1,23 +1,30 @@
 """Every kopf registration of the operator, and nothing else: thin handlers over reconcile().
 
-Run with `kopf run -m finex_operator.handlers` (or `python -m finex_operator`). Create, update,
-resume and a 1-second timer all call the same level-based reconcile; handlers return None so
-nothing lands in status, and kopf keeps its bookkeeping in finex.io annotations.
+Run with `kopf run -m finex_operator.handlers` (or `python -m finex_operator`). Create, update and
+resume call the level-based reconcile at once; one operator-wide loop (`ticker.Ticker`) calls it
+for every pool in the `pools` index each second. No per-pool timer, so no finalizer: kopf adds
+one to each object for its timers and daemons, and that finalizer held `kubectl delete fwp` while
+the operator was down. A pool's Deployments go with it through their ownerReferences. A deleted
+pool leaves the index on its DELETED event, so the loop stops working for it within a tick; that
+event also resumes the queues a restart of that pool had paused (`forget`). Handlers return None
+so nothing lands in status, and kopf keeps its bookkeeping in finex.io annotations.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
 
-from finex_operator.reconcile import Runtime, reconcile
+from finex_operator.reconcile import Runtime, forget, reconcile
 from finex_operator.settings import OperatorSettings
+from finex_operator.ticker import Ticker
 
 RESOURCE = ("finex.io", "v1alpha1", "finexworkerpools")
-#: The timer's period, a constant (never configuration read at import): the restart advances at
+#: The loop's period, a constant (never configuration read at import): the restart advances at
 #: most one phase per reconcile, so this bounds each phase's extra latency.
 TICK_SECONDS = 1.0
 
@@ -28,14 +35,6 @@ def _post(body: dict[str, Any], type_: str, reason: str, message: str) -> None:
     )
 
 
-class _QuietTicks(logging.Filter):
-    """Drop kopf's INFO line for every successful timer run: once a second per pool, it buries
-    the Events-worthy lines. Failures and everything else still log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Timer 'tick' succeeded")
-
-
 def _api_client() -> client.ApiClient:
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call]
@@ -44,18 +43,36 @@ def _api_client() -> client.ApiClient:
     return client.ApiClient()
 
 
+@kopf.index(*RESOURCE)
+def pools(
+    *, namespace: str | None, name: str, uid: str | None, memo: Any, **_: Any
+) -> dict[Any, Any]:
+    """(namespace, name) -> uid of every pool kopf sees; kopf drops a pool on its deletion.
+
+    Also keeps the context kopf runs resource handlers in: kopf.event reads kopf's context
+    variables (its event queue, its settings), and the loop's reconciles run in a copy of it.
+    """
+    memo.contexts["kopf"] = contextvars.copy_context()  # a shared dict: memo is per object
+    return {(namespace or "", name): uid}
+
+
+def _tick(memo: Any, key: tuple[str, str]) -> None:
+    memo.contexts["kopf"].copy().run(reconcile, memo.runtime, *key)
+
+
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    index: kopf.Index[Any, Any] = kwargs["pools"]  # the live index, as kopf passes it
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="finex.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="finex.io")
+    # Pools created by earlier releases carry this finalizer; with no handler needing one, kopf
+    # removes it from each pool it sees, which it can only do while it knows the name.
     settings.persistence.finalizer = "finex.io/operator"
     settings.posting.level = logging.INFO
-    # A pool deleted while a tick runs: the tick (a thread) cannot be cancelled, so kopf polls
-    # until it ends before releasing the finalizer. Its default 60 s poll held every such
-    # deletion for a minute; a tick lasts well under its own period.
-    settings.background.cancellation_polling = TICK_SECONDS
-    logging.getLogger("kopf.objects").addFilter(_QuietTicks())
+    memo.contexts = {}
     memo.runtime = Runtime(api=_api_client(), settings=OperatorSettings.from_env(), post=_post)
+    memo.ticker = Ticker(lambda: list(index), lambda key: _tick(memo, key))
+    memo.ticker.start(TICK_SECONDS)
 
 
 @kopf.on.create(*RESOURCE)
@@ -65,13 +82,15 @@ def changed(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     reconcile(memo.runtime, namespace or "", name)
 
 
-@kopf.timer(*RESOURCE, interval=TICK_SECONDS)
-def tick(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    reconcile(memo.runtime, namespace or "", name)
+@kopf.on.event(*RESOURCE)
+def deleted(*, type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
+    if type == "DELETED":
+        forget(memo.runtime, dict(body))
 
 
 @kopf.on.cleanup()
-def cleanup(memo: kopf.Memo, **_: Any) -> None:
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    await memo.ticker.stop()
     runtime: Runtime = memo.runtime
     for conn in runtime.redis_clients.values():
         conn.close()

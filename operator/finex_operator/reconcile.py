@@ -220,3 +220,34 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> None:
                 return
             if _phase(todo.status) == _phase(observed.status):
                 return
+
+
+def forget(rt: Runtime, body: dict[str, Any]) -> None:
+    """A pool was deleted: drop its clocks and lock, and resume what its restart had paused.
+
+    Without a finalizer the operator cannot act before the pool is gone, only after (it sees
+    the DELETED event when it runs). A pool deleted mid-restart had paused its queues with our
+    marker; those pauses are lifted here. A pool deleted while the operator was down leaves
+    them: `finex workers resume --worker QUEUE` (docs/runbook.md) lifts them by hand.
+    """
+    meta = body.get("metadata") or {}
+    uid = meta.get("uid", "")
+    rt.last_sweep.pop(uid, None)
+    with rt.guard:
+        rt.locks.pop(uid, None)
+    if _phase(body.get("status")) in (None, "Done"):
+        return
+    try:
+        spec = parse_spec(body["spec"])
+        url = cluster.secret_value(
+            rt.api, meta["namespace"], spec.redis_url.name, spec.redis_url.key
+        )
+        conn = rt.redis_for(url)
+        for queue in spec.queue_names:
+            if (control.paused_by(conn, queue) or "").startswith(PAUSED_BY):
+                control.resume(conn, queue)
+                log.info("pool %s/%s was deleted mid-restart: resumed %s", meta["namespace"],
+                         meta["name"], queue)  # fmt: skip
+    except (cluster.SecretError, redis.RedisError, ValueError, KeyError) as exc:
+        log.warning("pool %s was deleted mid-restart; its queues may stay paused: %s",
+                    meta.get("name"), exc)  # fmt: skip

@@ -62,7 +62,7 @@ def test_operator_settings_refuse_bad_values_the_same_way() -> None:
         (
             {"REDIS_URL": "http://user:hunter2@cache:6379/0"},
             "REDIS_URL=http://user:***@cache:6379/0 has scheme http:// (allowed: redis://, "
-            "rediss://, unix://)",
+            "rediss://, unix://, redis+sentinel://)",
         ),
         (
             {"REDIS_URL": "redis://127.0.0.1:99999/0"},

@@ -25,8 +25,11 @@ PREFIX: Final = "finex.io/"
 #: of its progress storage.
 KOPF_NAMES: Final = frozenset({"kopf-managed", "last-handled-configuration", "touch-dummy"})
 #: kopf stores each handler's progress under finex.io/<handler id>, the function's name; these
-#: are the handlers of finex_operator.handlers (tests/unit/test_planner.py checks the list).
-KOPF_HANDLER_IDS: Final = frozenset({"changed", "tick"})
+#: are the handlers of finex_operator.handlers that keep progress (tests/unit/test_planner.py
+#: checks the list), and "tick", the per-pool timer of earlier releases, whose annotation pools
+#: created then still carry.
+LEGACY_HANDLER_IDS: Final = frozenset({"tick"})
+KOPF_HANDLER_IDS: Final = frozenset({"changed"}) | LEGACY_HANDLER_IDS
 
 
 def is_kopf_bookkeeping(key: str) -> bool:

@@ -20,8 +20,15 @@ from finex_workers.control.dlq import (
     list_dlq,
     retry_dlq,
 )
-from finex_workers.control.pausing import StopReport, is_paused, pause, resume, stop_workers
-from finex_workers.control.recovery import CleanReport, clean_stuck_jobs
+from finex_workers.control.pausing import (
+    StopReport,
+    is_paused,
+    pause,
+    paused_by,
+    resume,
+    stop_workers,
+)
+from finex_workers.control.recovery import CleanReport, clean_stuck_jobs, return_for_outage
 from finex_workers.control.state import QueueState, active_jobs, live_workers, queue_state
 from finex_workers.core.keys import dlq_retries_key
 
@@ -41,8 +48,10 @@ __all__ = [
     "list_dlq",
     "live_workers",
     "pause",
+    "paused_by",
     "queue_state",
     "resume",
     "retry_dlq",
+    "return_for_outage",
     "stop_workers",
 ]

@@ -34,6 +34,12 @@ def is_paused(conn: redis.Redis, queue: str) -> bool:
     return bool(conn.exists(paused_key(queue)))
 
 
+def paused_by(conn: redis.Redis, queue: str) -> str | None:
+    """Who paused the queue and when ("<by> at <time>"), or None when it is not paused."""
+    value = conn.get(paused_key(queue))
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @dataclass
 class StopReport:
     """Which live workers were asked to stop, and which had nobody listening for the command."""

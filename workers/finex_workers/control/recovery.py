@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import redis
@@ -27,6 +28,9 @@ from finex_workers.core.settings import Settings
 from finex_workers.infra import rqkeys
 from finex_workers.infra.processes import pid_alive
 from finex_workers.infra.redisconn import get_queue, text
+
+#: Seconds an id may sit in RQ's intermediate list, not started, before it counts as stranded.
+STRANDED_GRACE = 2.0
 
 
 @dataclass
@@ -63,9 +67,8 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
 
     Needs no live worker of the queue. Also returns to the queue jobs stranded in RQ's
     intermediate list: a worker that died between taking a job (LMOVE) and starting it leaves
-    the id there. RQ's own maintenance repairs that only inside a live worker; here it is
-    repaired at once when the queue has no live worker, and otherwise once the id has sat there
-    for a minute.
+    the id there. RQ's own maintenance repairs that only inside a live worker, after a minute;
+    here it is repaired in the same sweep (see _recover_intermediate).
     """
     q = get_queue(queue, conn)
     started = StartedJobRegistry(queue, conn)
@@ -120,22 +123,65 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
 
 
 def _recover_intermediate(conn: redis.Redis, q: Queue, report: CleanReport) -> None:
+    """Put back ids stranded in RQ's intermediate list, within one sweep.
+
+    A live RQ worker moves an id from there to the started registry one round trip after it
+    took it, so an id still there, not running, :data:`STRANDED_GRACE` seconds after it was
+    first seen was taken by a worker that died. RQ's own maintenance waits a minute, and only
+    runs inside a live worker; this waits the grace once per sweep (only when such an id exists)
+    and puts the id back in the same sweep, so such a job comes back as fast as a started one.
+    With no live worker on the queue nobody can be about to start it: it goes back at once.
+    """
     stranded = IntermediateQueue(q.key, conn)
-    ids = stranded.get_job_ids()
-    if not ids:
+    if not stranded.get_job_ids():
         return
     no_workers = not live_workers(conn, q.name)
-    running = {text(e).partition(":")[0] for e in conn.zrange(q.started_job_registry.key, 0, -1)}
-    for job_id in ids:
-        if job_id in running:
-            continue
-        first_time = stranded.set_first_seen(job_id)
-        if not no_workers and (first_time or not stranded.should_be_cleaned_up(job_id)):
-            continue
-        seen = stranded.get_first_seen_key(job_id)
-        if scripts.put_back(conn, q.name, job_id, first_seen_key=seen):
-            report.requeued.append(job_id)
-            report.reasons[job_id] = "taken from the queue by a worker that never started it"
+    for attempt in range(2):
+        running = {
+            text(e).partition(":")[0] for e in conn.zrange(q.started_job_registry.key, 0, -1)
+        }
+        waiting = []
+        for job_id in stranded.get_job_ids():
+            if job_id in running:
+                continue
+            stranded.set_first_seen(job_id)
+            first_seen = stranded.get_first_seen(job_id)
+            age = time.time() - first_seen.timestamp() if first_seen else 0.0
+            if not no_workers and age < STRANDED_GRACE:
+                waiting.append(job_id)
+                continue
+            seen = stranded.get_first_seen_key(job_id)
+            if scripts.put_back(conn, q.name, job_id, first_seen_key=seen):
+                report.requeued.append(job_id)
+                report.reasons[job_id] = "taken from the queue by a worker that never started it"
+        if not waiting or attempt:
+            return
+        time.sleep(STRANDED_GRACE)
+
+
+def return_for_outage(
+    conn: redis.Redis, job: Job, execution_id: str, worker_key_executions: str, service: str
+) -> bool:
+    """Put a started job back at the head of its queue with its attempts intact.
+
+    What a worker does with the job in hand when PostgreSQL or Redis went away: the outage is
+    counted in ``finex:stats:<queue>`` (``outages``, ``last_outage``) instead of as a failure.
+    False if a sweeper had already recovered the job.
+    """
+    composite = f"{job.id}:{execution_id}"
+    q = get_queue(job.origin, conn)
+    keys = [
+        q.started_job_registry.key,
+        job.key,
+        q.key,
+        stats_key(q.name),
+        rqkeys.execution_key(composite),
+        worker_key_executions,
+    ]
+    when = datetime.now(UTC).isoformat(timespec="seconds")
+    return bool(
+        scripts.script(conn, "return_job")(keys=keys, args=[composite, job.id, service, when])
+    )
 
 
 def failure_ttl(job: Job) -> int:

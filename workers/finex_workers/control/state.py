@@ -37,6 +37,10 @@ class QueueState:
     failed: int
     completed: int
     workers: int
+    #: Jobs returned to the queue because PostgreSQL or Redis was down (no attempt used).
+    outages: int = 0
+    #: The last such outage: "<service> at <ISO time>", or "".
+    last_outage: str = ""
 
     @property
     def demand(self) -> int:
@@ -61,8 +65,9 @@ def queue_state(conn: redis.Redis, queue: str) -> QueueState:
     pipe.zcard(ScheduledJobRegistry(queue, conn).key)
     pipe.zcard(DeferredJobRegistry(queue, conn).key)
     pipe.zcard(FailedJobRegistry(queue, conn).key)
-    pipe.hget(stats_key(queue), "completed")
-    paused, waiting, active, scheduled, deferred, failed, completed = pipe.execute()
+    pipe.hmget(stats_key(queue), ["completed", "outages", "last_outage"])
+    paused, waiting, active, scheduled, deferred, failed, counters = pipe.execute()
+    completed, outages, last_outage = counters
     return QueueState(
         queue=queue,
         paused=bool(paused),
@@ -72,6 +77,8 @@ def queue_state(conn: redis.Redis, queue: str) -> QueueState:
         failed=int(failed),
         completed=int(completed or 0),
         workers=len(live_workers(conn, queue)),
+        outages=int(outages or 0),
+        last_outage=last_outage.decode() if last_outage else "",
     )
 
 

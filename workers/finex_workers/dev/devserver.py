@@ -60,7 +60,7 @@ def _ensure_services(services: list[localservices.LocalService]) -> tuple[str, s
     )
     if not _reachable(redis_url, 6379):
         port = urlsplit(redis_url).port or DEV_REDIS_PORT
-        svc = localservices.start_redis(data_dir / "redis", port)
+        svc = localservices.start_redis(data_dir / "redis", port, appendonly=True)
         services.append(svc)
         _say(f"started redis-server on 127.0.0.1:{port} (data in {data_dir}/redis)")
     if not _reachable(database_url, 5432):

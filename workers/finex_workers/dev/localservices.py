@@ -115,9 +115,20 @@ def _wait_until(
 
 
 def start_redis(
-    data_dir: Path, port: int | None = None, *, also_listen: str | None = None
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    appendonly: bool = False,
+    extra_args: Sequence[str] = (),
+    also_listen: str | None = None,
 ) -> LocalService:
-    """Start redis-server on 127.0.0.1 with its files in data_dir (no persistence to disk).
+    """Start redis-server on 127.0.0.1 with its files in data_dir.
+
+    With ``appendonly`` Redis keeps its data in an append-only file (fsync every second) in
+    data_dir and reloads it on the next start in the same folder: what ``make dev`` runs, so a
+    restart keeps queued jobs, and what the chaos tier restarts after a SIGKILL. Without it
+    nothing is written to disk (the test fixtures' throwaway servers). ``extra_args`` are more
+    ``--option value`` pairs (``--replicaof``, say).
 
     also_listen adds one more address to listen on, for clients that are not on this host's
     loopback (the test cluster's Pods, on the bridge the test runner made). Protected mode is
@@ -137,17 +148,64 @@ def start_redis(
         "--save",
         "",
         "--appendonly",
-        "no",
+        "yes" if appendonly else "no",
+        "--appendfsync",
+        "everysec",
+        # A queue must never lose a job to eviction (docs/install.md).
+        "--maxmemory-policy",
+        "noeviction",
         "--protected-mode",
         "no" if also_listen else "yes",
         "--logfile",
         str(log),
+        *extra_args,
     ]
     proc = subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
     )
-    _wait_until(lambda: port_open("127.0.0.1", port), "redis-server", proc, log)
+    _wait_until(lambda: _redis_loaded(port), "redis-server", proc, log)
     return LocalService("redis", f"redis://127.0.0.1:{port}/0", port, proc, log)
+
+
+def _redis_loaded(port: int) -> bool:
+    """True once Redis answers PING (it answers LOADING while it replays its AOF)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_sentinel(
+    data_dir: Path, master_port: int, service: str = "mymaster", port: int | None = None
+) -> LocalService:
+    """Start redis-sentinel on 127.0.0.1 watching the master at master_port (quorum 1).
+
+    Fast timings for tests: the master counts as down after 1 s without a reply. The URL is
+    what REDIS_URL takes to reach Redis through this Sentinel.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log = data_dir / "sentinel.log"
+    config = data_dir / "sentinel.conf"  # Sentinel rewrites it with what it learns
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {data_dir}\nlogfile {log}\n"
+        f"sentinel monitor {service} 127.0.0.1 {master_port} 1\n"
+        f"sentinel down-after-milliseconds {service} 1000\n"
+        f"sentinel failover-timeout {service} 5000\n"
+        f"sentinel parallel-syncs {service} 1\n"
+    )
+    proc = subprocess.Popen(
+        [_which("redis-sentinel"), str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    _wait_until(lambda: _redis_loaded(port), "redis-sentinel", proc, log)
+    return LocalService(
+        "sentinel", f"redis+sentinel://127.0.0.1:{port}/{service}/0", port, proc, log
+    )
 
 
 def init_postgres(data_dir: Path) -> None:

@@ -66,3 +66,34 @@ def check_redis(url: str) -> None:
         raise redis_unreachable(url, exc) from None
     finally:
         conn.close()
+
+
+#: SQLSTATEs that mean the server went away: admin_shutdown, crash_shutdown, cannot_connect_now.
+_PG_GONE = ("57P01", "57P02", "57P03")
+
+
+def outage_of(exc: BaseException) -> str | None:
+    """ "PostgreSQL" or "Redis" when exc says that service is unreachable, else None.
+
+    What the worker asks of a job's exception: an outage is nobody's job's fault, so the job
+    goes back without using an attempt. Only connection-level failures count (no SQLSTATE, class
+    08, or a server shutting down); a query error, a serialization failure or a deadlock is the
+    job's own and keeps the retry policy.
+    """
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return "Redis"
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate
+        if state is None or state.startswith("08") or state in _PG_GONE:
+            return "PostgreSQL"
+    return None
+
+
+def check_postgres(url: str) -> None:
+    """Open and close one PostgreSQL connection; raise ServiceUnreachableError if it fails."""
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        raise ServiceUnreachableError(
+            "PostgreSQL", "DATABASE_URL", redact(url), _first_line(exc)
+        ) from None

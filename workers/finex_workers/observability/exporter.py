@@ -10,6 +10,7 @@ password redacted, and the log gets the same line instead of a traceback per scr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -61,8 +62,11 @@ def serve(settings: Settings, queues: Sequence[str], *, host: str, port: int) ->
     """Serve /metrics until SIGTERM or SIGINT; returns the exit code."""
     from prometheus_client import make_wsgi_app
 
-    from finex_workers.infra.redisconn import redis_from_url
+    from finex_workers.infra.redisconn import redis_from_url, warn_if_evicting
     from finex_workers.observability.metrics import exporter_registry
+
+    with contextlib.suppress(Exception):  # Redis not up yet: the scrape will say so
+        warn_if_evicting(redis_from_url(settings.redis_url), log)
 
     registry = exporter_registry(lambda: redis_from_url(settings.redis_url), queues)
     app = explaining_errors(make_wsgi_app(registry), settings)

@@ -143,10 +143,16 @@ class QueueCollector(Collector):
                 "Job attempts that failed (retried or dead-lettered), counted in Redis.",
                 labels=label,
             ),
+            CounterMetricFamily(
+                "finex_jobs_outage_returns",
+                "Jobs returned to their queue with attempts intact because PostgreSQL or Redis "
+                "was unreachable, counted in Redis (an outage, not a job failure).",
+                labels=label,
+            ),
         )
 
     def collect(self) -> Iterable[Metric]:
-        jobs, paused, demand, workers, oldest, completed, failed = self._families()
+        jobs, paused, demand, workers, oldest, completed, failed, outages = self._families()
         conn = self._redis()
         for queue in self.queues:
             snap = snapshot(conn, queue)
@@ -166,7 +172,8 @@ class QueueCollector(Collector):
             oldest.add_metric([queue], snap.oldest_active_age)
             completed.add_metric([queue], s.completed)
             failed.add_metric([queue], snap.failed_total)
-        return [jobs, paused, demand, workers, oldest, completed, failed]
+            outages.add_metric([queue], s.outages)
+        return [jobs, paused, demand, workers, oldest, completed, failed, outages]
 
 
 def build_info(registry: CollectorRegistry) -> Gauge:
@@ -228,6 +235,16 @@ class WorkerMetrics:
             ["queue", "outcome"],
             registry=registry,
         )
+        self.outages = Counter(
+            "finex_worker_outages",
+            "Jobs a worker returned to their queue, attempts intact, because PostgreSQL or "
+            "Redis was unreachable; by queue and service.",
+            ["queue", "service"],
+            registry=registry,
+        )
+
+    def outage(self, queue: str, service: str) -> None:
+        self.outages.labels(queue, service).inc()
 
     def observe(self, queue: str, *, ok: bool, seconds: float) -> None:
         outcome = "completed" if ok else "failed"

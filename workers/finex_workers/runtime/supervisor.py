@@ -43,8 +43,13 @@ log = logging.getLogger("finex.supervisor")
 
 #: Wait before restarting a crashed child; doubles per crash in a row, capped.
 RESTART_BACKOFF = (0.5, 30.0)
-#: How often the supervisor sweeps its queues for abandoned jobs, in seconds.
-SWEEP_INTERVAL = 15.0
+#: How often the supervisor sweeps its queues for abandoned jobs, in seconds. A sweep costs a
+#: few round trips per queue; an abandoned job waits at most this long (plus worker_ttl when it
+#: ran on another host).
+SWEEP_INTERVAL = 5.0
+#: A child that ran this long before it died starts a fresh backoff: an old crash (a Redis
+#: restart an hour ago) must not add 30 s to the next restart.
+STABLE_SECONDS = 60.0
 
 
 @dataclass
@@ -57,6 +62,7 @@ class _Slot:
     pid: int = 0
     crashes: int = 0
     restart_at: float = 0.0
+    started_at: float = 0.0
     done: bool = False
 
 
@@ -117,6 +123,7 @@ class Supervisor:
             log.info("stopped before Redis answered; no worker was started")
             self._stop_and_reap()
             return 0
+        self._check_redis_settings()
         for queue in self.queues:
             for index in range(self.settings.concurrency[queue]):
                 slot = _Slot(queue, index)
@@ -160,6 +167,16 @@ class Supervisor:
             if slot.pid:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(slot.pid, 0)
+
+    def _check_redis_settings(self) -> None:
+        """Warn once at start when Redis may evict keys (a queued job would vanish)."""
+        from finex_workers.infra.redisconn import redis_from_url, warn_if_evicting
+
+        conn = redis_from_url(self.settings.redis_url)
+        try:
+            warn_if_evicting(conn, log)
+        finally:
+            conn.close()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping:
@@ -214,6 +231,7 @@ class Supervisor:
                 logging.shutdown()
                 os._exit(code)
         slot.pid = pid
+        slot.started_at = time.monotonic()
 
     def _reap(self) -> None:
         while True:
@@ -240,6 +258,8 @@ class Supervisor:
                 log.info("worker %d (%s) exited with %d", pid, slot.queue, code)
                 slot.done = True
                 continue
+            if time.monotonic() - slot.started_at >= STABLE_SECONDS:
+                slot.crashes = 0
             slot.crashes += 1
             delay = min(RESTART_BACKOFF[0] * 2 ** (slot.crashes - 1), RESTART_BACKOFF[1])
             slot.restart_at = time.monotonic() + delay
@@ -292,6 +312,7 @@ def run_worker(
         worker_ttl=settings.worker_ttl,
         job_monitoring_interval=max(1, settings.worker_ttl // 3),
         metrics=worker_metrics,
+        database_url=settings.database_url,
     )
     try:
         worker.work(burst=burst, logging_level="INFO")
@@ -302,15 +323,10 @@ def run_worker(
 
 def run_scheduler(settings: Settings, queues: Sequence[str]) -> int:
     """Body of the scheduler process: enqueue retries whose backoff has elapsed."""
-    from rq.scheduler import RQScheduler
-
     from finex_workers.infra.redisconn import redis_from_url
+    from finex_workers.runtime import scheduler
 
-    conn = redis_from_url(settings.redis_url)
-    scheduler = RQScheduler(list(queues), connection=conn, interval=1)
-    scheduler.acquire_locks()
-    scheduler.work()
-    return 0
+    return scheduler.run_scheduler(redis_from_url(settings.redis_url), queues)
 
 
 def run_metrics_server(

@@ -22,6 +22,13 @@ jobs with dependents, callbacks, repeats, rate limits, webhooks or a result TTL 
 registration, commands and maintenance. An idle worker waits with ``BLMOVE q q`` (head to
 head: it wakes when the queue has a job and takes nothing), then claims.
 
+Outages are not job failures: when a job raises because PostgreSQL or Redis is unreachable
+(``infra.reachability.outage_of``), the worker puts it back at the head of its queue with its
+attempts intact (``control.return_for_outage``, counted as an outage in ``finex:stats``), then
+takes no job until both services answer, retrying with a capped backoff. A lost Redis connection
+between jobs does the same instead of ending the process. A job's own errors keep RQ's retry
+policy and reach the DLQ as before.
+
 Heartbeats: one long-lived thread, woken per job, beats only while a job runs longer than the
 monitoring interval, so a long job stays visibly alive to ``clean-stuck-jobs`` and a short one
 costs no beat. Bad payloads (PayloadError) are not retried: they go straight to the DLQ. SIGTERM
@@ -53,10 +60,13 @@ from rq.utils import now as utcnow
 from rq.worker import SimpleWorker, WorkerStatus
 
 from finex_workers.control import scripts
-from finex_workers.core.errors import PayloadError
+from finex_workers.control.recovery import return_for_outage
+from finex_workers.core.errors import PayloadError, ServiceUnreachableError
 from finex_workers.core.keys import paused_key, stats_key
 from finex_workers.infra import rqkeys
+from finex_workers.infra.reachability import check_postgres, outage_of, redis_unreachable
 from finex_workers.infra.redisconn import text
+from finex_workers.runtime.redis_wait import delays
 
 if TYPE_CHECKING:
     from finex_workers.observability.metrics import WorkerMetrics
@@ -67,6 +77,11 @@ PAUSE_POLL_SECONDS = 0.2
 DEQUEUE_TIMEOUT = 5
 #: Longest a starting worker waits for Redis to confirm its command-channel subscription.
 SUBSCRIBE_TIMEOUT = 10.0
+#: Backoff while PostgreSQL or Redis is unreachable, seconds (first, cap): the cap bounds how
+#: late a worker resumes after the service is back.
+OUTAGE_BACKOFF = (0.5, 5.0)
+#: Redis failures that mean "not reachable now", not a bug.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class _Beater(threading.Thread):
@@ -112,9 +127,19 @@ class _Beater(threading.Thread):
 class FinexWorker(SimpleWorker):
     """Serves exactly one queue (one Deployment per queue in Kubernetes)."""
 
-    def __init__(self, *args: Any, metrics: WorkerMetrics | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        metrics: WorkerMetrics | None = None,
+        database_url: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.metrics = metrics
+        #: Checked with Redis before the worker resumes after an outage (None: Redis only).
+        self.database_url = database_url
+        #: Jobs this process returned to their queue because of an outage.
+        self.outages = 0
         if len(self.queues) != 1:
             raise ValueError("a FinexWorker serves exactly one queue")
         # Bound once: redis-py hashes a script's source each time one is registered.
@@ -178,33 +203,116 @@ class FinexWorker(SimpleWorker):
         completed = 0
         try:
             while not self._stop_requested:
-                if self.should_run_maintenance_tasks:
-                    self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
-                claimed = self._claim()
-                if claimed == "empty":
-                    if burst:
-                        self.log.info("Worker %s: done, quitting", self.name)
-                        break
-                    self._wait_for_work()
-                    continue
-                if claimed in ("paused", "suspended"):
-                    if burst and claimed == "suspended":
-                        break
-                    self._wait_while(claimed)
-                    continue
-                if isinstance(claimed, tuple):
-                    self._run(*claimed)
-                    completed += 1
-                    if max_jobs is not None and completed >= max_jobs:
-                        break
+                try:
+                    if self.should_run_maintenance_tasks:
+                        self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
+                    claimed = self._claim()
+                    if claimed == "empty":
+                        if burst:
+                            self.log.info("Worker %s: done, quitting", self.name)
+                            break
+                        self._wait_for_work()
+                        continue
+                    if claimed in ("paused", "suspended"):
+                        if burst and claimed == "suspended":
+                            break
+                        self._wait_while(claimed)
+                        continue
+                    if isinstance(claimed, tuple):
+                        self._run(*claimed)
+                        completed += 1
+                        if max_jobs is not None and completed >= max_jobs:
+                            break
+                except REDIS_DOWN as exc:
+                    self._state = WorkerStatus.IDLE
+                    self.log.error("Worker %s: lost Redis (%s)", self.name, exc)
+                    self._await_services()
         except StopRequested:
             pass
-        except redis.exceptions.ConnectionError as exc:
-            self.log.error("Worker %s: lost Redis (%s), quitting", self.name, exc)
         finally:
             self._beater.stop()
-            self.teardown()  # type: ignore[no-untyped-call]
+            try:
+                self.teardown()  # type: ignore[no-untyped-call]
+            except REDIS_DOWN as exc:  # stopping while Redis is away: its key expires
+                self.log.error("Worker %s: could not deregister (%s)", self.name, exc)
         return bool(completed)
+
+    # -- outages ---------------------------------------------------------------------------
+
+    def _unreachable(self) -> str | None:
+        """Why the worker cannot work now (Redis or PostgreSQL down), or None."""
+        try:
+            self.connection.ping()
+        except REDIS_DOWN as exc:
+            return str(redis_unreachable("(REDIS_URL)", exc))
+        if self.database_url:
+            try:
+                check_postgres(self.database_url)
+            except ServiceUnreachableError as exc:
+                return str(exc)
+        return None
+
+    def _await_services(self) -> None:
+        """Take no job until Redis and PostgreSQL answer, retrying with a capped backoff."""
+        backoff = delays(*OUTAGE_BACKOFF)
+        attempts = 0
+        while not self._stop_requested:
+            problem = self._unreachable()
+            if problem is None:
+                break
+            attempts += 1
+            delay = next(backoff)
+            self.log.warning(
+                "Worker %s: %s; taking no job, next check in %.1fs (attempt %d)",
+                self.name,
+                problem,
+                delay,
+                attempts,
+            )
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and not self._stop_requested:
+                time.sleep(0.1)
+        if attempts and not self._stop_requested:
+            self.log.info("Worker %s: services answer again; taking jobs", self.name)
+
+    def _return_for_outage(self, job: Job, execution: Execution, service: str) -> None:
+        """Put the job back with its attempts intact, as soon as Redis lets us."""
+        self.outages += 1
+        if self.metrics is not None:
+            self.metrics.outage(self.queue_name, service)
+        self.executions.pop(execution.id, None)
+        while True:
+            try:
+                returned = return_for_outage(
+                    self.connection, job, execution.id, self.executions_key, service
+                )
+            except REDIS_DOWN:
+                if self._stop_requested:  # the stuck-job sweep recovers it
+                    return
+                self._await_services()
+                continue
+            self.log.warning(
+                "Worker %s: %s was unreachable; job %s %s",
+                self.name,
+                service,
+                job.id,
+                "went back to the head of its queue, attempts intact"
+                if returned
+                else "had already been recovered by a sweep",
+            )
+            return
+
+    def _with_redis(self, step: Any, *args: Any) -> None:
+        """Run a bookkeeping step that needs Redis; if Redis is away, wait and run it again."""
+        while True:
+            try:
+                step(*args)
+                return
+            except REDIS_DOWN as exc:
+                if self._stop_requested:
+                    raise
+                self.log.error("Worker %s: lost Redis (%s) while recording a job", self.name, exc)
+                self._await_services()
 
     def _claim(self) -> str | tuple[Job, Queue, Execution, bool]:
         """One round trip: the next job, started; or why there is none ('empty', 'paused', ...)."""
@@ -286,23 +394,30 @@ class FinexWorker(SimpleWorker):
         started = time.monotonic()
         self._beater.begin(job, execution)
         ok = False
+        outage: str | None = None
         try:
             try:
                 timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
                 with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
                     value = job.perform()
-            except Exception:
-                self._finalize_failure(job, queue, execution, sys.exc_info())
+            except Exception as exc:
+                outage = outage_of(exc)
+                if outage is None:
+                    self._with_redis(self._finalize_failure, job, queue, execution, sys.exc_info())
             else:
                 if self._plain(job, value, has_dependents):
-                    self._finish(job, queue, execution, value)
+                    self._with_redis(self._finish, job, queue, execution, value)
                 else:
-                    self._finalize_success(job, queue, execution, value)
+                    self._with_redis(self._finalize_success, job, queue, execution, value)
                 ok = True
         finally:
             self._beater.end()
             self._state = WorkerStatus.IDLE
         seconds = time.monotonic() - started
+        if outage is not None:
+            self._return_for_outage(job, execution, outage)
+            self._await_services()
+            return
         if ok:
             self.log.info(
                 "Worker %s: %s: %s OK in %.1f ms", self.name, queue.name, job.id, seconds * 1e3

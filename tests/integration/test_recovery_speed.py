@@ -1,0 +1,113 @@
+"""No dead time after crashes: a dead scheduler's lock is taken over, stranded jobs come back
+within one sweep, and a due retry runs on time right after the whole supervisor was SIGKILLed."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from datetime import UTC, datetime
+
+from rq.job import Job
+from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+from rq.utils import utcformat
+
+from finex_workers import control
+from finex_workers.control.scheduling import STALE_SECONDS, take_over_lock
+from finex_workers.core.settings import Settings
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.runtime import enqueue
+from finex_workers.runtime.scheduler import FinexScheduler
+from tests.support.fleet import probe
+from tests.support.waiting import wait_for
+
+LOCK = RQScheduler.get_locking_key("growth")
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _holder(conn, name: str, *, pid: int, host: str, beat_age: float = 0.0) -> None:
+    conn.set(LOCK, name, ex=61)
+    beat = utcformat(datetime.fromtimestamp(time.time() - beat_age, tz=UTC))
+    conn.hset(
+        SCHEDULER_KEY_TEMPLATE % name,
+        mapping={"name": name, "hostname": host, "pid": pid, "last_heartbeat": beat},
+    )
+
+
+def test_a_live_holder_keeps_its_lock(redis_conn) -> None:
+    import os
+
+    _holder(redis_conn, "alive", pid=os.getpid(), host=socket.gethostname())
+    assert take_over_lock(redis_conn, "growth", "newcomer", 61) is None
+    _holder(redis_conn, "elsewhere", pid=1, host="another-host")
+    assert take_over_lock(redis_conn, "growth", "newcomer", 61) is None
+    assert redis_conn.get(LOCK) == b"elsewhere"
+
+
+def test_a_dead_holders_lock_is_taken_over_at_once(redis_conn) -> None:
+    _holder(redis_conn, "killed", pid=_dead_pid(), host=socket.gethostname())
+    scheduler = FinexScheduler(["growth"], redis_conn)
+    assert scheduler.acquire_locks() == {"growth"}
+    assert redis_conn.get(LOCK) == scheduler.name.encode()
+
+    # On another host only the heartbeat tells: stale after STALE_SECONDS.
+    _holder(redis_conn, "far", pid=1, host="another-host", beat_age=STALE_SECONDS + 2)
+    assert "last beat" in (take_over_lock(redis_conn, "growth", "newcomer", 61) or "")
+    # Its metadata gone (expired with the process): taken over too.
+    redis_conn.set(LOCK, "vanished")
+    assert "gone" in (take_over_lock(redis_conn, "growth", "newcomer", 61) or "")
+
+
+def test_a_popped_but_not_started_job_comes_back_in_one_sweep(
+    redis_conn, db, settings, start_fleet
+) -> None:
+    fleet = start_fleet(["growth"])
+    fleet.wait_ready(redis_conn)
+    control.pause(redis_conn, "growth")
+    job_id = probe(redis_conn, settings, "growth", "popped")
+    q = get_queue("growth", redis_conn)
+    # What a plain `rq worker` SIGKILLed right after its LMOVE leaves behind, next to live workers.
+    assert redis_conn.lmove(q.key, q.intermediate_queue_key) == job_id.encode()
+    control.resume(redis_conn, "growth")
+    started = time.monotonic()
+    report = control.clean_stuck_jobs(redis_conn, "growth")
+    assert job_id in report.requeued, report
+    assert time.monotonic() - started < 5  # one sweep (it waits the 2 s grace once)
+    wait_for(
+        "the job to run",
+        lambda: Job.fetch(job_id, connection=redis_conn).get_status() == "finished",
+    )
+
+
+def test_a_due_retry_runs_on_time_after_the_supervisor_was_sigkilled(
+    redis_conn, fleet_env, start_fleet
+) -> None:
+    backoff = Settings.from_env({**fleet_env, "FINEX_RETRY_INTERVALS": "3"})
+    job_id = enqueue.enqueue_unique(
+        get_queue("matrix", redis_conn),
+        "tests.support.testjobs.flaky_job",
+        {"key": "late", "fail_times": 1},
+        "flaky-late",
+        backoff,
+    ).job_id
+    first = start_fleet(["matrix"])
+    first.wait_ready(redis_conn)
+    wait_for(
+        "the scheduler's lock", lambda: redis_conn.exists(RQScheduler.get_locking_key("matrix"))
+    )
+    wait_for("the retry to be scheduled", lambda: control.queue_state(redis_conn, "matrix").delayed)
+    due = time.monotonic() + 3
+    first.kill()  # supervisor, workers and scheduler: the lock outlives them by ~61 s
+    start_fleet(["matrix"])
+    wait_for(
+        "the retry to run",
+        lambda: Job.fetch(job_id, connection=redis_conn).get_status() == "finished",
+        timeout=60,
+    )
+    late = time.monotonic() - due
+    assert late < 8, f"the retry ran {late:.1f}s late"
