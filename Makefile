@@ -53,6 +53,7 @@ lint: bootstrap ## ruff, mypy (strict) and the import contracts (lint-imports; d
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	@$(PYTEST) --collect-only -q tests >/dev/null || { echo "lint: a test module does not import (run pytest --collect-only tests)" >&2; exit 1; }
 
 fmt: bootstrap ## Apply ruff's formatting and fixes
 	$(VENV)/bin/ruff format .

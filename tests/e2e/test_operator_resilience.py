@@ -15,7 +15,6 @@ from finex_workers import control
 from finex_workers.core.settings import Settings
 from tests.chaos.ledger import ROWS, Row
 from tests.e2e import test_operator as base
-from tests.e2e.conftest import Kubectl
 from tests.e2e.test_operator import (
     PHASES,
     Operator,
@@ -27,6 +26,7 @@ from tests.e2e.test_operator import (
     wait_ready,
 )
 from tests.support.fleet import probe
+from tests.support.k8s_fixtures import Kubectl
 from tests.support.waiting import wait_for
 
 # The operator's fixtures, shared with test_operator.py.
