@@ -83,3 +83,26 @@ def test_a_bad_payload_still_goes_to_the_dlq_and_the_worker_goes_on(
     [dead] = control.list_dlq(redis_conn, "growth")
     assert dead.id == bad
     assert "asset_id must be an integer id" in dead.error
+
+
+def test_the_finish_script_records_a_success_once(redis_conn, db, settings, start_fleet) -> None:
+    # What a retry after a lost reply does: the same finish again. The second is a no-op.
+    from finex_workers.control import scripts
+
+    start_fleet(["growth"], GROWTH_WORKER_CONCURRENCY="1").wait_ready(redis_conn)
+    job_id = probe(redis_conn, settings, "growth", "finish-once")
+    job = Job.fetch(job_id, connection=redis_conn)
+    wait_for("the job to finish", lambda: job.get_status(refresh=True) == JobStatus.FINISHED)
+    stats = redis_conn.hgetall("finex:stats:growth")
+    results = redis_conn.xlen(Result.get_key(job_id))
+    [worker] = Worker.all(connection=redis_conn, queue=get_queue("growth", redis_conn))
+    started = StartedJobRegistry("growth", redis_conn).key
+    again = scripts.script(redis_conn, "finish")(
+        keys=[job.key, Result.get_key(job_id), "k3", "k4", started,
+              "k6", worker.key, "k8", "finex:stats:growth", "k10", "k11"],
+        args=[job_id, "2026-01-01T00:00:00.000000Z", 500, 1, f"{job_id}:gone", "gone", 0.1,
+              "type", "1"],
+    )  # fmt: skip
+    assert again == 0
+    assert redis_conn.hgetall("finex:stats:growth") == stats
+    assert redis_conn.xlen(Result.get_key(job_id)) == results

@@ -10,6 +10,10 @@
 -- ARGV: job id, ended_at (RQ's UTC format), result ttl (seconds, -1 = keep), finished score,
 --       execution composite (<job>:<execution>), execution id, seconds worked,
 --       then the result's fields and values (Result.serialize()).
+-- Returns 1 when it recorded the success, 0 when the execution was settled before.
+-- Once: an execution no longer in the started registry was settled already (a retry of this
+-- script after Redis dropped its reply, or a sweep that judged the worker dead). Returns 0 then.
+if not redis.call('ZSCORE', KEYS[5], ARGV[5]) then return 0 end
 local ttl = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'status', 'finished', 'ended_at', ARGV[2], 'last_heartbeat', ARGV[2])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', '10', '*', unpack(ARGV, 8))
