@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from rq import Queue
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
@@ -163,3 +164,14 @@ def top_commands(drain: Drain, limit: int = 12) -> str:
     ranked = sorted(drain.by_command.items(), key=lambda kv: -kv[1])[:limit]
     parts = [f"{name} {calls / drain.jobs:.2f}" for name, calls in ranked]
     return f"  {drain.label} ({drain.jobs} jobs): " + ", ".join(parts)
+
+
+#: The job of the no-op figures: it does nothing, so what is measured is the worker.
+NOOP = "finex_workers.runtime.jobs.noop_job"
+
+
+def enqueue_noops(conn: redis.Redis, queue: str, count: int) -> list[str]:
+    """count no-op jobs in one pipeline (not timed), on an emptied db."""
+    conn.flushdb()
+    data = [Queue.prepare_data(NOOP, job_id=f"noop-{i}") for i in range(count)]
+    return [job.id for job in Queue(queue, connection=conn).enqueue_many(data)]

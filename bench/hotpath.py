@@ -34,8 +34,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg
-import redis
-from harness import DRAIN_TIMEOUT, ROOT, RTT, Bench, Drain, ratio, say, table, top_commands
+from harness import (
+    DRAIN_TIMEOUT,
+    ROOT,
+    RTT,
+    Bench,
+    Drain,
+    enqueue_noops,
+    ratio,
+    say,
+    table,
+    top_commands,
+)
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
@@ -45,15 +55,7 @@ from finex_workers.infra import migrate
 from finex_workers.runtime import enqueue
 from finex_workers.runtime.worker import FinexWorker
 
-NOOP = "finex_workers.runtime.jobs.noop_job"
 SIMPLE = "rq.worker.SimpleWorker"
-
-
-def enqueue_noops(conn: redis.Redis, queue: str, count: int) -> list[str]:
-    """count no-op jobs in one pipeline (not timed), on an emptied db."""
-    conn.flushdb()
-    data = [Queue.prepare_data(NOOP, job_id=f"noop-{i}") for i in range(count)]
-    return [job.id for job in Queue(queue, connection=conn).enqueue_many(data)]
 
 
 def floor_drain(b: Bench, db: int, count: int) -> Drain:

@@ -30,8 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
-from harness import DRAIN_TIMEOUT, ROOT, Bench, Drain, ratio, say, table, top_commands
+from harness import (
+    DRAIN_TIMEOUT,
+    ROOT,
+    Bench,
+    Drain,
+    enqueue_noops,
+    ratio,
+    say,
+    table,
+    top_commands,
+)
 from rq import Queue
 from rq.registry import FinishedJobRegistry
 
@@ -41,7 +50,6 @@ from finex_workers.dev import localservices
 from finex_workers.infra import migrate
 from finex_workers.runtime import enqueue
 
-NOOP = "finex_workers.runtime.jobs.noop_job"
 NAIVE = "bench.naive_jobs.naive_pair_job"
 COPY_TYPES = ["int8", "int8", "float8", "float8", "float8", "float8", "float8", "timestamptz"]
 COLUMNS = (
@@ -50,13 +58,6 @@ COLUMNS = (
 
 
 # --- 1 and 2: no-op jobs ------------------------------------------------------------------------
-
-
-def enqueue_noops(conn: redis.Redis, queue: str, count: int) -> list[str]:
-    """count no-op jobs in one pipeline (not timed)."""
-    conn.flushdb()
-    data = [Queue.prepare_data(NOOP, job_id=f"noop-{i}") for i in range(count)]
-    return [job.id for job in Queue(queue, connection=conn).enqueue_many(data)]
 
 
 def bench_noop(b: Bench, ours_jobs: int, rq_jobs: int, procs: int) -> tuple[Drain, Drain]:

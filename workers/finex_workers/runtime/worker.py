@@ -344,11 +344,13 @@ class FinexWorker(SimpleWorker):
                 self.worker_ttl + 60,
             ],
         )
-        if reply is None or text(reply[0]) != "job":
+        kind = "empty" if reply is None else text(reply[0])
+        if kind != "job":
             self._state = WorkerStatus.IDLE
-            if reply is not None and text(reply[0]) == "missing":
+            if kind == "missing":
                 self.log.warning("Worker %s: job %s has no data; dropped", self.name, reply[1])
-            return "empty" if reply is None or text(reply[0]) == "missing" else text(reply[0])
+                return "empty"
+            return kind
         _, job_id, has_dependents, flat = reply
         job = self.job_class(text(job_id), connection=self.connection, serializer=self.serializer)
         job.restore(dict(zip(flat[::2], flat[1::2], strict=True)))
