@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh Debian machine, and nothing twice:
-#   - Debian packages: redis-server, redis-sentinel, postgresql, prometheus (for promtool and the
-#     e2e alert check), and for the real node and its image: mmdebstrap, umoci, containerd, runc,
-#     containernetworking-plugins (bridge, host-local, loopback) and iproute2
+#   - Debian packages: redis-server, redis-sentinel, postgresql, pgbouncer (the database-outage
+#     tests), prometheus (for promtool and the e2e alert check), and for the real node and its
+#     image: mmdebstrap, umoci, containerd, runc, containernetworking-plugins (bridge,
+#     host-local, loopback) and iproute2
 #   - a virtualenv in .venv with the project installed editable plus its dev tools
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
@@ -17,6 +18,8 @@ command -v redis-sentinel >/dev/null 2>&1 || need_pkgs+=(redis-sentinel)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     need_pkgs+=(postgresql)
 fi
+# PgBouncer: the database-outage tests put it in front of the test PostgreSQL (tests/conftest.py).
+command -v pgbouncer >/dev/null 2>&1 || need_pkgs+=(pgbouncer)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3 python3-venv)
 command -v mmdebstrap >/dev/null 2>&1 || need_pkgs+=(mmdebstrap)

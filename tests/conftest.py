@@ -49,6 +49,25 @@ def pg_server(services_dir: Path) -> Iterator[localservices.LocalService]:
     svc.stop()
 
 
+@pytest.fixture(scope="session")
+def pgbouncer_server(
+    services_dir: Path, pg_server: localservices.LocalService
+) -> Iterator[localservices.LocalService]:
+    """Debian's PgBouncer in front of the session's PostgreSQL, as installed: transaction
+    pooling and no ignore_startup_parameters, so it refuses a client that sends ``options``."""
+    svc = localservices.start_pgbouncer(services_dir / "pgbouncer", pg_server.port)
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture
+def pgbouncer_url(database_url: str, pgbouncer_server: localservices.LocalService) -> str:
+    """This test's database, reached through PgBouncer."""
+    return (
+        f"postgresql://postgres@127.0.0.1:{pgbouncer_server.port}/{database_url.rsplit('/', 1)[1]}"
+    )
+
+
 def _db_url(server: localservices.LocalService, dbname: str) -> str:
     return f"postgresql://postgres@127.0.0.1:{server.port}/{dbname}"
 

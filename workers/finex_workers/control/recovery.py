@@ -160,13 +160,21 @@ def _recover_intermediate(conn: redis.Redis, q: Queue, report: CleanReport) -> N
 
 
 def return_for_outage(
-    conn: redis.Redis, job: Job, execution_id: str, worker_key_executions: str, service: str
-) -> bool:
-    """Put a started job back at the head of its queue with its attempts intact.
+    conn: redis.Redis,
+    job: Job,
+    execution_id: str,
+    worker_key_executions: str,
+    service: str,
+    *,
+    most: int = Settings.outage_returns_max,
+) -> int:
+    """Put a started job back at the tail of its queue with its attempts intact.
 
     What a worker does with the job in hand when PostgreSQL or Redis went away: the outage is
     counted in ``finex:stats:<queue>`` (``outages``, ``last_outage``) instead of as a failure.
-    False if a sweeper had already recovered the job.
+    The tail, not the head: a job that keeps coming back never blocks the jobs behind it.
+    Returns RETURNED; SWEPT if a sweeper had already recovered the job; CAPPED if the job had
+    been returned ``most`` times already (nothing changed: the worker fails it as usual).
     """
     composite = f"{job.id}:{execution_id}"
     q = get_queue(job.origin, conn)
@@ -179,9 +187,12 @@ def return_for_outage(
         worker_key_executions,
     ]
     when = datetime.now(UTC).isoformat(timespec="seconds")
-    return bool(
-        scripts.script(conn, "return_job")(keys=keys, args=[composite, job.id, service, when])
-    )
+    args: list[str | int] = [composite, job.id, service, when, most]
+    return int(scripts.script(conn, "return_job")(keys=keys, args=args))
+
+
+#: return_for_outage's outcomes.
+SWEPT, RETURNED, CAPPED = 0, 1, 2
 
 
 def failure_ttl(job: Job) -> int:

@@ -72,3 +72,23 @@ class ServiceUnreachableError(FinexError):
 
     def __reduce__(self) -> tuple[type[ServiceUnreachableError], tuple[str, str, str, str]]:
         return (type(self), (self.service, self.variable, self.url, self.reason))
+
+
+class ServiceRefusedError(ServiceUnreachableError):
+    """The service answered at the configured URL and refused the login or a parameter.
+
+    A configuration error, not an outage: waiting will not fix it, a change of configuration
+    will. ``hint`` names what to change. It is a ServiceUnreachableError (the service cannot
+    be used), so every path that reports those in one line reports this one too.
+    """
+
+    def __init__(self, service: str, variable: str, url: str, reason: str, hint: str = "") -> None:
+        super().__init__(service, variable, url, reason)
+        self.hint = hint
+        message = f"{service} at {variable}={url} refused the worker's login: {reason}"
+        self.args = (f"{message}; {hint}" if hint else message,)
+
+    def __reduce__(  # type: ignore[override]
+        self,
+    ) -> tuple[type[ServiceRefusedError], tuple[str, str, str, str, str]]:
+        return (type(self), (self.service, self.variable, self.url, self.reason, self.hint))

@@ -28,3 +28,9 @@ def dedup_lock_key(job_id: str) -> str:
 def dlq_retries_key(queue: str) -> str:
     """Hash job id -> how many times the DLQ sent that job back (manual or by policy)."""
     return f"{PREFIX}dlq-retries:{queue}"
+
+
+def config_error_key(queue: str) -> str:
+    """Present while a worker of the queue reports a configuration error (PostgreSQL refused
+    its login or a parameter); the value is that one line. It expires unless renewed."""
+    return f"{PREFIX}config-error:{queue}"

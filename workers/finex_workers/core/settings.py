@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from finex_workers.core.names import QUEUE_NAMES
-from finex_workers.core.urls import POSTGRES_SCHEMES, REDIS_SCHEMES, redact, url_problem
+from finex_workers.core.urls import (
+    POSTGRES_SCHEMES,
+    REDIS_SCHEMES,
+    redact,
+    url_problem,
+    with_params,
+)
 
 N = TypeVar("N", int, float)
 
@@ -100,6 +106,25 @@ class Settings:
     worker_ttl: int = 60
     #: Assets per matrix job when fanning out a full recompute.
     matrix_chunk: int = 500
+    #: Milliseconds between PostgreSQL's checks that a worker is still connected while its
+    #: query runs (``client_connection_check_interval``, sent as a startup ``options``): a
+    #: SIGKILLed worker's backend then rolls back and releases its locks within this time.
+    #: 0 sends no option: PgBouncer (unless it lists ``options`` in its
+    #: ignore_startup_parameters) and PostgreSQL 13 and older refuse the login with it.
+    pg_connection_check_ms: int = 2000
+    #: Times one job may go back to its queue because of an outage, attempts intact; past
+    #: that, an outage costs an attempt like any failure (a flapping or misjudged service
+    #: cannot keep a job looping).
+    outage_returns_max: int = 10
+
+    @property
+    def worker_database_url(self) -> str:
+        """DATABASE_URL with the parameters every worker connection sends, checks included:
+        one string, so a check answers for exactly what the jobs' connections send."""
+        params = {"application_name": "finex-worker", "connect_timeout": "5"}
+        if self.pg_connection_check_ms:
+            params["options"] = f"-c client_connection_check_interval={self.pg_connection_check_ms}"
+        return with_params(self.database_url, params)
 
     def connections_needed(self, queues: Sequence[str] = QUEUE_NAMES) -> int:
         """PostgreSQL connections these queues' workers open at full concurrency (one each)."""
@@ -147,4 +172,10 @@ class Settings:
             dlq_ttl=_int(env, "FINEX_DLQ_TTL", cls.dlq_ttl, 60, 365 * 86400),
             worker_ttl=_int(env, "FINEX_WORKER_TTL", cls.worker_ttl, 5, 3600),
             matrix_chunk=_int(env, "FINEX_MATRIX_CHUNK", cls.matrix_chunk, 1, 100000),
+            pg_connection_check_ms=_int(
+                env, "FINEX_PG_CONNECTION_CHECK_MS", cls.pg_connection_check_ms, 0, 600000
+            ),
+            outage_returns_max=_int(
+                env, "FINEX_OUTAGE_RETURNS_MAX", cls.outage_returns_max, 0, 1000
+            ),
         )

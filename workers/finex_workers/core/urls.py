@@ -6,8 +6,9 @@ log line or a terminal never shows a password, whatever path reported the proble
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 #: What replaces a password.
 MASK = "***"
@@ -90,6 +91,27 @@ def redact(url: str) -> str:
     userinfo, _, hostinfo = parts.netloc.rpartition("@")
     user = userinfo.split(":", 1)[0]
     return urlunsplit(parts._replace(netloc=f"{user}:{MASK}@{hostinfo}"))
+
+
+def with_params(url: str, params: Mapping[str, str]) -> str:
+    """A PostgreSQL URL or libpq keyword string with more connection parameters.
+
+    A parameter the string sets already is kept as the user wrote it, and ours is not added,
+    even when it is empty: ``?options=`` in DATABASE_URL sends no ``options`` at all.
+    """
+    if "://" in url:
+        parts = urlsplit(url)
+        given = parse_qs(parts.query, keep_blank_values=True)
+        extra = [f"{k}={quote(v, safe='')}" for k, v in params.items() if k not in given]
+        query = "&".join(q for q in (parts.query, *extra) if q)
+        return urlunsplit(parts._replace(query=query))
+    given_words = {w.split("=", 1)[0].strip() for w in url.split() if "=" in w}
+    extra = [
+        "{}='{}'".format(k, v.replace("\\", "\\\\").replace("'", "\\'"))
+        for k, v in params.items()
+        if k not in given_words
+    ]
+    return " ".join([url, *extra])
 
 
 def _sentinel_problem(url: str) -> str:

@@ -1,8 +1,8 @@
-"""Local Redis and PostgreSQL servers on loopback, for `finex dev` and the test fixtures.
+"""Local Redis, PostgreSQL and PgBouncer servers on loopback, for `finex dev` and the tests.
 
-Both run as child processes from Debian's packages (hack/bootstrap.sh installs them). They bind
-127.0.0.1 only. PostgreSQL's ``initdb`` refuses to run as root, so when we are root the cluster
-is created and run as the ``postgres`` system user.
+Each runs as a child process from Debian's packages (hack/bootstrap.sh installs them). They bind
+127.0.0.1 only. PostgreSQL's ``initdb`` and PgBouncer refuse to run as root, so when we are root
+they are created and run as the ``postgres`` system user.
 """
 
 from __future__ import annotations
@@ -302,6 +302,53 @@ def start_postgres(
 
     _wait_until(ready, "postgres", proc, log, timeout=60)
     return LocalService("postgresql", url, port, proc, log)
+
+
+def start_pgbouncer(
+    data_dir: Path,
+    server_port: int,
+    port: int | None = None,
+    *,
+    pool_mode: str = "transaction",
+    ignore_startup_parameters: str = "",
+) -> LocalService:
+    """Start Debian's pgbouncer on 127.0.0.1 in front of the PostgreSQL at server_port.
+
+    Every database name is passed through to the server as user postgres, with trust auth (the
+    clients' user must be ``postgres``, listed in the auth file). ``ignore_startup_parameters``
+    is PgBouncer's own setting, empty by default as in PgBouncer: a client that sends a startup
+    parameter PgBouncer does not know (``options``, say) is refused at login.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    _chown_to_postgres(data_dir)
+    port = port or free_port()
+    log = data_dir / "pgbouncer.log"
+    users = data_dir / "userlist.txt"
+    users.write_text('"postgres" ""\n')
+    config = data_dir / "pgbouncer.ini"
+    config.write_text(
+        "[databases]\n"
+        f"* = host=127.0.0.1 port={server_port} user=postgres\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {users}\n"
+        f"pool_mode = {pool_mode}\nignore_startup_parameters = {ignore_startup_parameters}\n"
+        f"logfile = {log}\nmax_client_conn = 500\ndefault_pool_size = 50\n"
+        # A dead server is retried quickly: the tests restart servers behind it.
+        "server_login_retry = 1\n"
+    )
+    for path in (users, config):
+        _chown_to_postgres(path)
+    proc = subprocess.Popen(
+        _as_postgres_user([_which("pgbouncer", ["/usr/sbin/pgbouncer"]), str(config)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    _wait_until(lambda: port_open("127.0.0.1", port), "pgbouncer", proc, log)
+    return LocalService(
+        "pgbouncer", f"postgresql://postgres@127.0.0.1:{port}/postgres", port, proc, log
+    )
 
 
 def stop_all(services: Sequence[LocalService]) -> None:

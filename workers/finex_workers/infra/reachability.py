@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import psycopg
 import redis
+from psycopg import pq
+from psycopg.conninfo import make_conninfo
 
-from finex_workers.core.errors import ServiceUnreachableError
+from finex_workers.core.errors import ServiceRefusedError, ServiceUnreachableError
 from finex_workers.core.settings import Settings
 from finex_workers.core.urls import redact
 
@@ -72,28 +74,85 @@ def check_redis(url: str) -> None:
 _PG_GONE = ("57P01", "57P02", "57P03")
 
 
-def outage_of(exc: BaseException) -> str | None:
+def outage_of(exc: BaseException, database_url: str | None = None) -> str | None:
     """ "PostgreSQL" or "Redis" when exc says that service is unreachable, else None.
 
     What the worker asks of a job's exception: an outage is nobody's job's fault, so the job
-    goes back without using an attempt. Only connection-level failures count (no SQLSTATE, class
-    08, or a server shutting down); a query error, a serialization failure or a deadlock is the
-    job's own and keeps the retry policy.
+    goes back without using an attempt. Only connection-level failures can be (no SQLSTATE,
+    class 08, or a server shutting down); a query error, a serialization failure or a deadlock
+    is the job's own and keeps the retry policy.
+
+    With database_url (the worker's, with the parameters its jobs' connections send), a
+    PostgreSQL failure is an outage only if the service does not answer a new connection with
+    those parameters, or refuses it (a configuration error: the worker then waits for a fix).
+    A job whose own backend was terminated, while the server answers, is not in an outage.
     """
     if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
         return "Redis"
     if isinstance(exc, psycopg.OperationalError):
         state = exc.sqlstate
         if state is None or state.startswith("08") or state in _PG_GONE:
-            return "PostgreSQL"
+            if database_url is None:
+                return "PostgreSQL"
+            try:
+                check_postgres(database_url)
+            except ServiceUnreachableError:
+                return "PostgreSQL"
     return None
 
 
+#: Seconds a check waits for PostgreSQL to answer.
+CHECK_TIMEOUT = 3
+#: The setting that adds the startup parameter PgBouncer and PostgreSQL <= 13 refuse.
+_CHECK_SETTING = "FINEX_PG_CONNECTION_CHECK_MS"
+
+
+def _answers(url: str) -> bool:
+    """libpq's PQping: did a server answer at all (even to refuse us)? False when nothing
+    answered, or the server said it is starting up, shutting down or recovering."""
+    ping = pq.PGconn.ping(make_conninfo(url, connect_timeout=CHECK_TIMEOUT).encode())
+    return ping in (pq.Ping.OK, pq.Ping.NO_ATTEMPT)
+
+
+def _server_reason(exc: BaseException) -> str:
+    """The server's own words from libpq's connection error, without libpq's preamble."""
+    text = " ".join(str(exc).split())
+    for marker in ("FATAL:", "ERROR:"):
+        if marker in text:
+            return text.rpartition(marker)[2].strip().rstrip(".")
+    return _first_line(exc)
+
+
+def _refusal(url: str, exc: BaseException) -> ServiceRefusedError:
+    reason = _server_reason(exc)
+    if "client_connection_check_interval" in url and ("options" in reason or "parameter" in reason):
+        hint = (
+            f"the worker sends options=-c client_connection_check_interval ({_CHECK_SETTING}); "
+            f"set {_CHECK_SETTING}=0 behind PgBouncer or for PostgreSQL 13 and older"
+        )
+    else:
+        hint = "check the user, password and database in DATABASE_URL, and the server's pg_hba.conf"
+    return ServiceRefusedError("PostgreSQL", "DATABASE_URL", redact(url), reason, hint)
+
+
 def check_postgres(url: str) -> None:
-    """Open and close one PostgreSQL connection; raise ServiceUnreachableError if it fails."""
-    try:
-        psycopg.connect(url, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        raise ServiceUnreachableError(
-            "PostgreSQL", "DATABASE_URL", redact(url), _first_line(exc)
-        ) from None
+    """Open and close one PostgreSQL connection with url's parameters.
+
+    Raises ServiceUnreachableError if the service does not answer (nothing listens, no reply
+    within CHECK_TIMEOUT, starting up or shutting down), and its subclass ServiceRefusedError if
+    it answers and refuses the login (user, password, database, a startup parameter).
+    """
+    failure: psycopg.OperationalError | None = None
+    for _ in range(2):  # a server that answers a ping right after refusing: it may be back
+        try:
+            psycopg.connect(url, connect_timeout=CHECK_TIMEOUT).close()
+        except psycopg.OperationalError as exc:
+            failure = exc
+        else:
+            return
+        if not _answers(url):
+            raise ServiceUnreachableError(
+                "PostgreSQL", "DATABASE_URL", redact(url), _first_line(failure)
+            ) from None
+    assert failure is not None
+    raise _refusal(url, failure) from None

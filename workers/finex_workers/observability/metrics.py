@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 
 from finex_workers import control
-from finex_workers.core.keys import stats_key
+from finex_workers.core.keys import config_error_key, stats_key
 from finex_workers.infra import rqkeys
 from finex_workers.infra.redisconn import text
 
@@ -50,6 +50,8 @@ class QueueSnapshot:
     failed_total: int
     #: Seconds since the oldest running execution started; 0 when nothing runs.
     oldest_active_age: float
+    #: A worker of the queue reports a configuration error (PostgreSQL refused its login).
+    config_error: bool = False
 
 
 def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSnapshot:
@@ -69,7 +71,8 @@ def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSn
     pipe.hget(stats_key(queue), "failed")
     pipe.zcount(FinishedJobRegistry(queue, conn).key, now, "+inf")
     pipe.zrangebyscore(StartedJobRegistry(queue, conn).key, *rqkeys.active_bounds(now))
-    failed_total, finished, live = pipe.execute()
+    pipe.exists(config_error_key(queue))
+    failed_total, finished, live, config_error = pipe.execute()
     oldest = 0.0
     if live:
         pipe = conn.pipeline(transaction=False)
@@ -83,6 +86,7 @@ def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSn
         finished_retained=int(finished),
         failed_total=int(failed_total or 0),
         oldest_active_age=oldest,
+        config_error=bool(config_error),
     )
 
 
@@ -149,10 +153,18 @@ class QueueCollector(Collector):
                 "was unreachable, counted in Redis (an outage, not a job failure).",
                 labels=label,
             ),
+            GaugeMetricFamily(
+                "finex_queue_config_error",
+                "1 while a worker of the queue reports a configuration error: PostgreSQL "
+                "answers and refuses its login or a startup parameter; the worker takes no job.",
+                labels=label,
+            ),
         )
 
     def collect(self) -> Iterable[Metric]:
-        jobs, paused, demand, workers, oldest, completed, failed, outages = self._families()
+        jobs, paused, demand, workers, oldest, completed, failed, outages, refused = (
+            self._families()
+        )
         conn = self._redis()
         for queue in self.queues:
             snap = snapshot(conn, queue)
@@ -173,7 +185,8 @@ class QueueCollector(Collector):
             completed.add_metric([queue], s.completed)
             failed.add_metric([queue], snap.failed_total)
             outages.add_metric([queue], s.outages)
-        return [jobs, paused, demand, workers, oldest, completed, failed, outages]
+            refused.add_metric([queue], 1.0 if snap.config_error else 0.0)
+        return [jobs, paused, demand, workers, oldest, completed, failed, outages, refused]
 
 
 def build_info(registry: CollectorRegistry) -> Gauge:

@@ -10,11 +10,16 @@ enqueue the follow-up. Deduplication and the idempotent matrix upsert make that 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 import redis
 from rq import get_current_job
+from rq.queue import Queue
+from rq.utils import now as utcnow
 
 from finex_workers import domain
 from finex_workers.core.errors import InsufficientDataError, PayloadError
@@ -25,6 +30,7 @@ from finex_workers.runtime import enqueue
 
 #: Largest id list a single matrix job accepts; bigger fan-outs are chunked by the enqueuer.
 MAX_BATCH = 100_000
+T = TypeVar("T")
 
 
 @cache
@@ -36,6 +42,27 @@ def settings() -> Settings:
 def _redis() -> redis.Redis:
     job = get_current_job()
     return job.connection if job is not None else redis_from_url(settings().redis_url)
+
+
+def deadline() -> float | None:
+    """When the running job's time is up, on ``time.monotonic()``'s clock; None without one.
+
+    From the job's own timeout (what RQ's death penalty uses) and when its worker started it.
+    """
+    job = get_current_job()
+    if job is None or job.started_at is None:
+        return None
+    timeout = job.timeout or Queue.DEFAULT_TIMEOUT
+    if timeout <= 0:  # -1: no limit
+        return None
+    elapsed = (utcnow() - job.started_at).total_seconds()
+    return time.monotonic() + timeout - max(0.0, elapsed)
+
+
+def in_database(work: Callable[[psycopg.Connection[tuple[object, ...]]], T]) -> T:
+    """Run work(conn) in one transaction on this process's connection, bounded by the job's
+    time left on the server too (dbconn.run): a timed-out job leaves no statement running."""
+    return dbconn.run(settings().worker_database_url, work, deadline=deadline())
 
 
 def require_id(field: str, value: object) -> int:
@@ -66,9 +93,8 @@ def matrix_job(asset_ids: object = None, scenario_ids: object = None) -> dict[st
         raise PayloadError("matrix job needs exactly one of asset_ids or scenario_ids")
     assets = require_ids("asset_ids", asset_ids) if asset_ids is not None else None
     scenarios = require_ids("scenario_ids", scenario_ids) if scenario_ids is not None else None
-    rows = dbconn.run(
-        settings().database_url,
-        lambda conn: domain.compute_matrix(conn, asset_ids=assets, scenario_ids=scenarios),
+    rows = in_database(
+        lambda conn: domain.compute_matrix(conn, asset_ids=assets, scenario_ids=scenarios)
     )
     return {"rows_changed": rows}
 
@@ -76,7 +102,7 @@ def matrix_job(asset_ids: object = None, scenario_ids: object = None) -> dict[st
 def growth_job(asset_id: object) -> dict[str, Any]:
     """Recompute an asset's growth and volatility, then its matrix row."""
     aid = require_id("asset_id", asset_id)
-    result = dbconn.run(settings().database_url, lambda conn: domain.update_growth(conn, aid))
+    result = in_database(lambda conn: domain.update_growth(conn, aid))
     follow = enqueue.matrix_rows(_redis(), settings(), [aid])
     return {
         "asset_id": aid,
@@ -101,7 +127,7 @@ def growth_batch_job(asset_ids: object) -> dict[str, Any]:
                     short.append(aid)  # too little history yet: leave its growth unset
         return changed, short
 
-    changed, short = dbconn.run(settings().database_url, update_all)
+    changed, short = in_database(update_all)
     follow = enqueue.matrix_rows(_redis(), settings(), ids)
     return {
         "assets": len(ids),
@@ -114,8 +140,8 @@ def growth_batch_job(asset_ids: object) -> dict[str, Any]:
 def probability_job(scenario_id: object) -> dict[str, Any]:
     """Recompute a scenario's probability (renormalising its group), then those columns."""
     sid = require_id("scenario_id", scenario_id)
-    changed = dbconn.run(settings().database_url, lambda conn: domain.update_probability(conn, sid))
-    members = dbconn.run(settings().database_url, lambda conn: domain.group_members(conn, sid))
+    changed = in_database(lambda conn: domain.update_probability(conn, sid))
+    members = in_database(lambda conn: domain.group_members(conn, sid))
     follow = enqueue.matrix_columns(_redis(), settings(), members)
     return {"scenario_id": sid, "changed": changed, "matrix_job": follow.job_id}
 
@@ -156,5 +182,5 @@ def probe_job(probe_id: object, hold_seconds: object = 0) -> dict[str, Any]:
             ).fetchone()
             return int(row[0])
 
-    runs = dbconn.run(settings().database_url, write)
+    runs = in_database(write)
     return {"probe_id": probe_id, "runs": runs}

@@ -18,6 +18,11 @@ forks anything, so every worker writes its job metrics there, and one more child
 on /metrics. A child, not a thread of the supervisor: a thread running in the parent at fork
 time is a classic source of deadlocked children (and of inherited listening sockets).
 
+A job that never returns to Python (stuck in C code, out of reach of RQ's SIGALRM timeout) is
+ended here: each worker writes its job's hard deadline, timeout + a margin, into memory shared
+with the supervisor, who SIGKILLs a worker past it (``runtime.backstop``); the sweep then
+recovers the job as any crashed worker's.
+
 In Kubernetes the supervisor is PID 1 of the worker container (exec-form entrypoint), so the
 kubelet's SIGTERM reaches it directly.
 """
@@ -37,6 +42,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from finex_workers.core.settings import Settings
+from finex_workers.runtime.backstop import Deadlines
 from finex_workers.runtime.redis_wait import wait_for_redis
 
 log = logging.getLogger("finex.supervisor")
@@ -64,6 +70,8 @@ class _Slot:
     restart_at: float = 0.0
     started_at: float = 0.0
     done: bool = False
+    #: This worker's cell in the supervisor's Deadlines (workers only).
+    cell: int = -1
 
 
 @dataclass
@@ -81,6 +89,7 @@ class Supervisor:
     #: Start a fresh worker when one exits cleanly (after a stop command).
     respawn_stopped: bool = False
     _metrics_dir_created: str | None = None
+    _deadlines: Deadlines | None = None
 
     def run(self) -> int:
         """Start every child, supervise until all have exited, return the exit code."""
@@ -124,9 +133,10 @@ class Supervisor:
             self._stop_and_reap()
             return 0
         self._check_redis_settings()
+        self._deadlines = Deadlines(self.settings.connections_needed(self.queues))
         for queue in self.queues:
             for index in range(self.settings.concurrency[queue]):
-                slot = _Slot(queue, index)
+                slot = _Slot(queue, index, cell=sum(1 for s in self.slots if s.kind == "worker"))
                 self.slots.append(slot)
                 self._spawn(slot)
         if not self.burst:
@@ -143,6 +153,7 @@ class Supervisor:
         next_sweep = time.monotonic() + SWEEP_INTERVAL
         while any(not s.done for s in self.slots):
             self._reap()
+            self._end_overdue_jobs()
             if not self.stopping and all(s.done for s in self.slots if s.kind == "worker"):
                 log.info("every worker was stopped; stopping the scheduler")
                 self._stop_children()
@@ -159,6 +170,24 @@ class Supervisor:
             time.sleep(0.1)
         log.info("all worker processes exited")
         return 0
+
+    def _end_overdue_jobs(self) -> None:
+        """SIGKILL each worker whose job ran past its timeout + margin without returning."""
+        if self._deadlines is None:
+            return
+        now = time.monotonic()
+        for slot in self.slots:
+            deadline = self._deadlines.get(slot.cell) if slot.cell >= 0 else 0.0
+            if slot.pid and 0 < deadline < now:
+                log.error(
+                    "worker %d (%s): its job ran past its timeout and did not return to Python; "
+                    "ending the process (SIGKILL), the sweep recovers the job",
+                    slot.pid,
+                    slot.queue,
+                )
+                self._deadlines.set(slot.cell, 0.0)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.pid, signal.SIGKILL)
 
     def _stop_and_reap(self) -> None:
         """Stop the children started so far (the metrics child) and wait for them."""
@@ -198,6 +227,8 @@ class Supervisor:
         from finex_workers.infra.reachability import describe
 
         supervisor_pid = os.getpid()
+        if self._deadlines is not None and slot.cell >= 0:
+            self._deadlines.set(slot.cell, 0.0)
         pid = os.fork()
         if pid == 0:  # child
             code = 1
@@ -215,6 +246,10 @@ class Supervisor:
                         supervisor_pid,
                     )
                 else:
+                    if self._deadlines is not None and slot.cell >= 0:
+                        from finex_workers.runtime import backstop
+
+                        backstop.use(self._deadlines, slot.cell)
                     code = run_worker(
                         self.settings,
                         slot.queue,
@@ -312,7 +347,8 @@ def run_worker(
         worker_ttl=settings.worker_ttl,
         job_monitoring_interval=max(1, settings.worker_ttl // 3),
         metrics=worker_metrics,
-        database_url=settings.database_url,
+        database_url=settings.worker_database_url,
+        outage_returns_max=settings.outage_returns_max,
     )
     try:
         worker.work(burst=burst, logging_level="INFO")

@@ -23,11 +23,16 @@ registration, commands and maintenance. An idle worker waits with ``BLMOVE q q``
 head: it wakes when the queue has a job and takes nothing), then claims.
 
 Outages are not job failures: when a job raises because PostgreSQL or Redis is unreachable
-(``infra.reachability.outage_of``), the worker puts it back at the head of its queue with its
-attempts intact (``control.return_for_outage``, counted as an outage in ``finex:stats``), then
-takes no job until both services answer, retrying with a capped backoff. A lost Redis connection
-between jobs does the same instead of ending the process. A job's own errors keep RQ's retry
-policy and reach the DLQ as before.
+(``infra.reachability.outage_of``: for PostgreSQL, a new connection with the jobs' own parameters
+gets no answer), the worker puts it back at the tail of its queue with its attempts intact
+(``control.return_for_outage``, counted as an outage in ``finex:stats``; at most
+``outage_returns_max`` times per job, then it is an ordinary failure), then takes no job until
+both services answer, retrying with a capped backoff. A PostgreSQL that answers and refuses the
+login or a parameter is a configuration error: the worker says so in one line, flags it for the
+exporter (``finex:config-error:<queue>``, the WorkerConfigError alert) and takes no job until the
+login works. A lost Redis connection between jobs does the same instead of ending the process.
+A job's own errors keep RQ's retry policy and reach the DLQ as before. A job that overruns its
+timeout and never returns to Python is ended by the supervisor (``runtime.backstop``).
 
 Heartbeats: one long-lived thread, woken per job, beats only while a job runs longer than the
 monitoring interval, so a long job stays visibly alive to ``clean-stuck-jobs`` and a short one
@@ -60,12 +65,13 @@ from rq.utils import now as utcnow
 from rq.worker import SimpleWorker, WorkerStatus
 
 from finex_workers.control import scripts
-from finex_workers.control.recovery import return_for_outage
-from finex_workers.core.errors import PayloadError, ServiceUnreachableError
-from finex_workers.core.keys import paused_key, stats_key
+from finex_workers.control.recovery import CAPPED, return_for_outage
+from finex_workers.core.errors import PayloadError, ServiceRefusedError, ServiceUnreachableError
+from finex_workers.core.keys import config_error_key, paused_key, stats_key
 from finex_workers.infra import rqkeys
 from finex_workers.infra.reachability import check_postgres, outage_of, redis_unreachable
 from finex_workers.infra.redisconn import text
+from finex_workers.runtime.backstop import BackstopDeathPenalty
 from finex_workers.runtime.redis_wait import delays
 
 if TYPE_CHECKING:
@@ -82,6 +88,9 @@ SUBSCRIBE_TIMEOUT = 10.0
 OUTAGE_BACKOFF = (0.5, 5.0)
 #: Redis failures that mean "not reachable now", not a bug.
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: Seconds between checks while PostgreSQL refuses the worker's login (a configuration error);
+#: the flag the exporter reads lives three checks.
+REFUSED_RECHECK = 10.0
 
 
 class _Beater(threading.Thread):
@@ -127,17 +136,25 @@ class _Beater(threading.Thread):
 class FinexWorker(SimpleWorker):
     """Serves exactly one queue (one Deployment per queue in Kubernetes)."""
 
+    death_penalty_class = BackstopDeathPenalty
+
     def __init__(
         self,
         *args: Any,
         metrics: WorkerMetrics | None = None,
         database_url: str | None = None,
+        outage_returns_max: int = 10,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.metrics = metrics
-        #: Checked with Redis before the worker resumes after an outage (None: Redis only).
+        #: Checked with Redis before the worker resumes after an outage (None: Redis only); the
+        #: URL the jobs connect with (Settings.worker_database_url), parameters included.
         self.database_url = database_url
+        #: Outage returns one job may have before an outage costs it an attempt.
+        self.outage_returns_max = outage_returns_max
+        #: The configuration error this worker reported (its one line), or None.
+        self.refused: str | None = None
         #: Jobs this process returned to their queue because of an outage.
         self.outages = 0
         if len(self.queues) != 1:
@@ -249,8 +266,28 @@ class FinexWorker(SimpleWorker):
             try:
                 check_postgres(self.database_url)
             except ServiceUnreachableError as exc:
+                self._report_refusal(exc if isinstance(exc, ServiceRefusedError) else None)
                 return str(exc)
+            self._report_refusal(None)
         return None
+
+    def _report_refusal(self, exc: ServiceRefusedError | None) -> None:
+        """Flag a configuration error for the exporter (and say it once), or lift the flag."""
+        key = config_error_key(self.queue_name)
+        if exc is None:
+            if self.refused is not None:
+                self.connection.delete(key)
+                self.log.info("Worker %s: PostgreSQL accepts the login again", self.name)
+                self.refused = None
+            return
+        self.connection.set(key, str(exc), ex=int(REFUSED_RECHECK * 3))
+        if self.refused != str(exc):
+            self.log.error(
+                "Worker %s: configuration error, taking no job until it is fixed: %s",
+                self.name,
+                exc,
+            )
+            self.refused = str(exc)
 
     def _await_services(self) -> None:
         """Take no job until Redis and PostgreSQL answer, retrying with a capped backoff."""
@@ -261,7 +298,7 @@ class FinexWorker(SimpleWorker):
             if problem is None:
                 break
             attempts += 1
-            delay = next(backoff)
+            delay = max(next(backoff), REFUSED_RECHECK if self.refused else 0.0)
             self.log.warning(
                 "Worker %s: %s; taking no job, next check in %.1fs (attempt %d)",
                 self.name,
@@ -275,32 +312,48 @@ class FinexWorker(SimpleWorker):
         if attempts and not self._stop_requested:
             self.log.info("Worker %s: services answer again; taking jobs", self.name)
 
-    def _return_for_outage(self, job: Job, execution: Execution, service: str) -> None:
-        """Put the job back with its attempts intact, as soon as Redis lets us."""
-        self.outages += 1
-        if self.metrics is not None:
-            self.metrics.outage(self.queue_name, service)
-        self.executions.pop(execution.id, None)
+    def _return_for_outage(self, job: Job, execution: Execution, service: str) -> bool:
+        """Put the job back with its attempts intact, as soon as Redis lets us; False if it
+        was returned too often already (nothing changed: the caller fails it as usual)."""
         while True:
             try:
                 returned = return_for_outage(
-                    self.connection, job, execution.id, self.executions_key, service
+                    self.connection,
+                    job,
+                    execution.id,
+                    self.executions_key,
+                    service,
+                    most=self.outage_returns_max,
                 )
             except REDIS_DOWN:
                 if self._stop_requested:  # the stuck-job sweep recovers it
-                    return
+                    return True
                 self._await_services()
                 continue
+            if returned == CAPPED:
+                self.log.warning(
+                    "Worker %s: %s was unreachable; job %s went back %d times already, so "
+                    "this counts as a failure",
+                    self.name,
+                    service,
+                    job.id,
+                    self.outage_returns_max,
+                )
+                return False
+            self.outages += 1
+            if self.metrics is not None:
+                self.metrics.outage(self.queue_name, service)
+            self.executions.pop(execution.id, None)
             self.log.warning(
                 "Worker %s: %s was unreachable; job %s %s",
                 self.name,
                 service,
                 job.id,
-                "went back to the head of its queue, attempts intact"
+                "went back to its queue, attempts intact"
                 if returned
                 else "had already been recovered by a sweep",
             )
-            return
+            return True
 
     def _with_redis(self, step: Any, *args: Any) -> None:
         """Run a bookkeeping step that needs Redis; if Redis is away, wait and run it again."""
@@ -397,13 +450,15 @@ class FinexWorker(SimpleWorker):
         self._beater.begin(job, execution)
         ok = False
         outage: str | None = None
+        failure: Any = None
         try:
             try:
                 timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
                 with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
                     value = job.perform()
             except Exception as exc:
-                outage = outage_of(exc)
+                outage = outage_of(exc, self.database_url)
+                failure = sys.exc_info()
                 if outage is None:
                     self._with_redis(self._finalize_failure, job, queue, execution, sys.exc_info())
             else:
@@ -417,9 +472,10 @@ class FinexWorker(SimpleWorker):
             self._state = WorkerStatus.IDLE
         seconds = time.monotonic() - started
         if outage is not None:
-            self._return_for_outage(job, execution, outage)
-            self._await_services()
-            return
+            if self._return_for_outage(job, execution, outage):
+                self._await_services()
+                return
+            self._with_redis(self._finalize_failure, job, queue, execution, failure)
         if ok:
             self.log.info(
                 "Worker %s: %s: %s OK in %.1f ms", self.name, queue.name, job.id, seconds * 1e3
