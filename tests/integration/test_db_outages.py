@@ -132,6 +132,39 @@ def test_a_parameter_pgbouncer_refuses_is_a_configuration_error_not_an_endless_o
     assert "Traceback" not in log
 
 
+def test_a_worker_resumes_by_itself_once_the_refusal_is_fixed_on_the_server(
+    redis_conn, database_url, pg_server, services_dir, settings, start_fleet
+) -> None:
+    """PgBouncer is told to ignore `options`: the worker's next check logs in, it lifts the
+    flag and takes the job it had returned."""
+    port = localservices.free_port()
+    dbname = database_url.rsplit("/", 1)[1]
+    strict = localservices.start_pgbouncer(services_dir / "pgb-strict", pg_server.port, port)
+    lenient = None
+    try:
+        fleet = start_fleet(
+            [QUEUE], DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/{dbname}"
+        )
+        fleet.wait_ready(redis_conn)
+        job_id = probe(redis_conn, settings, QUEUE, "fixed-later")
+        wait_for("the configuration error", lambda: config_error(redis_conn) == 1, timeout=30)
+        strict.stop()
+        lenient = localservices.start_pgbouncer(
+            services_dir / "pgb-lenient", pg_server.port, port, ignore_startup_parameters="options"
+        )
+        wait_for(
+            "the job to run after the fix",
+            lambda: status(redis_conn, job_id) == "finished",
+            timeout=40,
+        )
+        assert config_error(redis_conn) == 0
+        assert "PostgreSQL accepts the login again" in fleet.output()
+    finally:
+        for svc in (strict, lenient):
+            if svc is not None:
+                svc.stop()
+
+
 def test_workers_behind_pgbouncer_run_with_the_connection_check_turned_off(
     redis_conn, db, pgbouncer_url, settings, start_fleet
 ) -> None:
