@@ -40,7 +40,7 @@ RETRYABLE: tuple[type[Exception], ...] = (
 OUT_OF_TIME: tuple[type[Exception], ...] = (pg_errors.QueryCanceled, pg_errors.LockNotAvailable)
 ATTEMPTS = 4
 #: Longest wait for the server to acknowledge a cancel request, seconds.
-CANCEL_TIMEOUT = 5.0
+CANCEL_TIMEOUT = 3.0
 #: The job's time left, in ms, as three transaction-local limits, in one round trip.
 _LIMITS = (
     "SELECT set_config('statement_timeout', %(ms)s, true), "
