@@ -165,17 +165,27 @@ def test_a_worker_resumes_by_itself_once_the_refusal_is_fixed_on_the_server(
                 svc.stop()
 
 
-def test_workers_behind_pgbouncer_run_with_the_connection_check_turned_off(
+def test_workers_behind_pgbouncer_run_with_the_check_and_prepared_statements_off(
     redis_conn, db, pgbouncer_url, settings, start_fleet
 ) -> None:
-    fleet = start_fleet([QUEUE], DATABASE_URL=pgbouncer_url, FINEX_PG_CONNECTION_CHECK_MS="0")
-    fleet.wait_ready(redis_conn)
-    job_id = probe(redis_conn, settings, QUEUE, "pooled")
-    wait_for(
-        "the probe to finish through PgBouncer",
-        lambda: status(redis_conn, job_id) == "finished",
-        timeout=30,
+    fleet = start_fleet(
+        [QUEUE],
+        DATABASE_URL=pgbouncer_url,
+        FINEX_PG_CONNECTION_CHECK_MS="0",
+        FINEX_PG_PREPARED_STATEMENTS="0",
+        GROWTH_WORKER_CONCURRENCY="4",
     )
+    fleet.wait_ready(redis_conn)
+    # Enough jobs, on enough workers, that each statement runs more often than psycopg's prepare
+    # threshold (5) on one connection while PgBouncer's transaction pooling shuffles the server
+    # connections: with prepared statements on, some jobs fail (DuplicatePreparedStatement).
+    ids = [probe(redis_conn, settings, QUEUE, f"pooled-{n}") for n in range(60)]
+    wait_for(
+        "the probes to finish through PgBouncer",
+        lambda: all(status(redis_conn, job_id) == "finished" for job_id in ids),
+        timeout=60,
+    )
+    assert int(redis_conn.hget(f"finex:stats:{QUEUE}", "failed") or 0) == 0, fleet.output()[-3000:]
     assert outages(redis_conn) == 0
     assert config_error(redis_conn) == 0
 

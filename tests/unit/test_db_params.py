@@ -47,6 +47,7 @@ def test_the_connection_check_can_be_turned_off_and_user_parameters_win() -> Non
     [
         ({"FINEX_PG_CONNECTION_CHECK_MS": "-1"}, "FINEX_PG_CONNECTION_CHECK_MS=-1 is out of range"),
         ({"FINEX_OUTAGE_RETURNS_MAX": "many"}, "FINEX_OUTAGE_RETURNS_MAX='many' is not an integer"),
+        ({"FINEX_PG_PREPARED_STATEMENTS": "2"}, "FINEX_PG_PREPARED_STATEMENTS=2 is out of range"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:

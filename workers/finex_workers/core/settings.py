@@ -116,6 +116,10 @@ class Settings:
     #: that, an outage costs an attempt like any failure (a flapping or misjudged service
     #: cannot keep a job looping).
     outage_returns_max: int = 10
+    #: Let psycopg prepare a statement a connection runs often (after 5 runs). Off (0) for
+    #: PgBouncer older than 1.21 in transaction pooling, which hands a client's next
+    #: transaction to another server connection, where that prepared statement is unknown.
+    pg_prepared_statements: bool = True
 
     @property
     def worker_database_url(self) -> str:
@@ -177,5 +181,8 @@ class Settings:
             ),
             outage_returns_max=_int(
                 env, "FINEX_OUTAGE_RETURNS_MAX", cls.outage_returns_max, 0, 1000
+            ),
+            pg_prepared_statements=bool(
+                _int(env, "FINEX_PG_PREPARED_STATEMENTS", int(cls.pg_prepared_statements), 0, 1)
             ),
         )

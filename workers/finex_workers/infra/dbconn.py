@@ -52,11 +52,16 @@ _conn: psycopg.Connection[tuple[object, ...]] | None = None
 _conn_pid: int | None = None
 
 
-def connection(conninfo: str) -> psycopg.Connection[tuple[object, ...]]:
-    """This process's connection, (re)opened if absent, broken, or inherited across a fork."""
+def connection(conninfo: str, *, prepare: bool = True) -> psycopg.Connection[tuple[object, ...]]:
+    """This process's connection, (re)opened if absent, broken, or inherited across a fork.
+
+    prepare=False: psycopg never prepares a statement (PgBouncer < 1.21, transaction pooling).
+    """
     global _conn, _conn_pid  # noqa: PLW0603 - one connection per process is the design
     if _conn is None or _conn.closed or _conn_pid != os.getpid():
         _conn = psycopg.connect(conninfo, autocommit=True)
+        if not prepare:
+            _conn.prepare_threshold = None
         _conn_pid = os.getpid()
     return _conn
 
@@ -105,13 +110,14 @@ def run(
     work: Callable[[psycopg.Connection[tuple[object, ...]]], T],
     *,
     deadline: float | None = None,
+    prepare: bool = True,
 ) -> T:
     """Run work(conn) in one transaction, retrying retryable errors (0.1s, 0.2s, 0.4s).
 
     deadline (``time.monotonic()``): when the job's time is up; the server enforces it too.
     """
     for attempt in range(1, ATTEMPTS + 1):
-        conn = connection(conninfo)
+        conn = connection(conninfo, prepare=prepare)
         try:
             return _bounded(conn, work, deadline)
         except OUT_OF_TIME:

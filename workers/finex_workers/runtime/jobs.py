@@ -62,7 +62,10 @@ def deadline() -> float | None:
 def in_database(work: Callable[[psycopg.Connection[tuple[object, ...]]], T]) -> T:
     """Run work(conn) in one transaction on this process's connection, bounded by the job's
     time left on the server too (dbconn.run): a timed-out job leaves no statement running."""
-    return dbconn.run(settings().worker_database_url, work, deadline=deadline())
+    s = settings()
+    return dbconn.run(
+        s.worker_database_url, work, deadline=deadline(), prepare=s.pg_prepared_statements
+    )
 
 
 def require_id(field: str, value: object) -> int:
