@@ -10,7 +10,7 @@ PYTEST := $(VENV)/bin/pytest
 K8S_CACHE ?= $(HOME)/.cache/finex/k8s
 export K8S_CACHE
 
-.PHONY: help bootstrap k8s-tools image dev test test-unit test-integration test-e2e test-node lint fmt \
+.PHONY: help bootstrap lock k8s-tools image dev test test-unit test-integration test-e2e test-node lint fmt \
         bench bench-hotpath bench-operator bench-autoscale bench-recovery chaos cluster-up cluster-down \
         kind-up kind-down clean chart-sync chart-lint
 
@@ -19,6 +19,9 @@ help: ## Show the targets
 
 bootstrap: ## Install Debian packages (redis, postgresql, prometheus) and the venv, when absent
 	@hack/bootstrap.sh
+
+lock: bootstrap ## Resolve pyproject's dependencies again into requirements*.lock, with hashes (needs PyPI)
+	$(PY) hack/lock.py
 
 k8s-tools: ## Build the pinned Kubernetes control plane, kubelet, etcd, kwok, kubectl and helm (cached)
 	@hack/build-k8s-tools.sh
@@ -48,7 +51,8 @@ test-e2e: bootstrap k8s-tools image ## Tests against the local kube-apiserver
 test-node: bootstrap k8s-tools image ## The fleet on the real node: helm install, a pool, restart, faults
 	$(PYTEST) tests/node
 
-lint: bootstrap ## ruff, mypy (strict) and the import contracts (lint-imports; docs/architecture.md)
+lint: bootstrap ## ruff, mypy (strict), the import contracts (docs/architecture.md), the locks, the chart version
+	$(PY) hack/lock.py --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
