@@ -13,6 +13,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import rq
 
 from finex_workers.control.rqmirror import MIRRORED_RQ_VERSION, rq_mismatch
@@ -61,3 +62,15 @@ def test_finex_refuses_to_start_with_another_rq(tmp_path: Path) -> None:
         check=False, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert version.returncode == 0
+
+
+def test_the_operator_refuses_to_start_with_another_rq(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import kopf
+
+    from finex_operator import handlers
+
+    monkeypatch.setattr(handlers, "rq_mismatch", lambda: rq_mismatch("3.1.0"))
+    with pytest.raises(kopf.PermanentError, match=r"^finex operator: rq 3\.1\.0 is installed"):
+        asyncio.run(handlers.startup(settings=kopf.OperatorSettings(), memo=kopf.Memo()))
