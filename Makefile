@@ -10,15 +10,18 @@ PYTEST := $(VENV)/bin/pytest
 K8S_CACHE ?= $(HOME)/.cache/finex/k8s
 export K8S_CACHE
 
-.PHONY: help bootstrap k8s-tools image dev test test-unit test-integration test-e2e test-node lint fmt \
+.PHONY: help bootstrap lock k8s-tools image dev test test-unit test-integration test-e2e test-node lint fmt \
         bench bench-hotpath bench-operator bench-autoscale bench-recovery chaos cluster-up cluster-down \
-        kind-up kind-down clean chart-sync chart-lint
+        kind-up kind-down clean chart-sync chart-lint chart-version
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 bootstrap: ## Install Debian packages (redis, postgresql, prometheus) and the venv, when absent
 	@hack/bootstrap.sh
+
+lock: bootstrap ## Resolve pyproject's dependencies again into requirements*.lock, with hashes (needs PyPI)
+	$(PY) hack/lock.py
 
 k8s-tools: ## Build the pinned Kubernetes control plane, kubelet, etcd, kwok, kubectl and helm (cached)
 	@hack/build-k8s-tools.sh
@@ -48,7 +51,9 @@ test-e2e: bootstrap k8s-tools image ## Tests against the local kube-apiserver
 test-node: bootstrap k8s-tools image ## The fleet on the real node: helm install, a pool, restart, faults
 	$(PYTEST) tests/node
 
-lint: bootstrap ## ruff, mypy (strict) and the import contracts (lint-imports; docs/architecture.md)
+lint: bootstrap ## ruff, mypy (strict), the import contracts (docs/architecture.md), the locks, the chart version
+	$(PY) hack/lock.py --check
+	$(PY) hack/chart-version.py --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -76,6 +81,9 @@ bench-autoscale: bootstrap k8s-tools ## Autoscale reaction vs an HPA-like loop; 
 
 chart-sync: ## Copy crds/ and ops/prometheus-rules.yml into the chart (their single sources)
 	$(PY) hack/sync-chart.py
+
+chart-version: bootstrap ## Record the chart's version and hash after a bump (UNRELEASED=1: re-record an untagged one)
+	$(PY) hack/chart-version.py --record $(if $(filter 1,$(UNRELEASED)),--unreleased)
 
 chart-lint: bootstrap k8s-tools ## helm lint the chart, check its copies, hadolint the Dockerfile
 	$(PY) hack/sync-chart.py --check

@@ -4,7 +4,8 @@
 #     tests), prometheus (for promtool and the e2e alert check), and for the real node and its
 #     image: mmdebstrap, umoci, containerd, runc, containernetworking-plugins (bridge,
 #     host-local, loopback) and iproute2
-#   - a virtualenv in .venv with the project installed editable plus its dev tools
+#   - a virtualenv in .venv with the project installed editable plus its dev tools, at the
+#     versions of requirements-dev.lock, with pip checking every file's hash
 # Safe to run again: every step checks before it acts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,10 +49,13 @@ if [ ! -x .venv/bin/python ]; then
     say "creating virtualenv .venv"
     python3 -m venv .venv
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    say "installing Python dependencies into .venv"
-    .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[dev]'
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements-dev.lock -nt "$stamp" ]; then
+    # The locked versions only, each file checked against its hash (make lock writes the lock;
+    # make lint fails when it is stale). Then the project itself, editable, with nothing more to
+    # fetch: its build backend (setuptools) is in the lock too.
+    say "installing Python dependencies into .venv from requirements-dev.lock (hashes checked)"
+    .venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements-dev.lock
+    .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
     touch "$stamp"
 fi
 say "ready"

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Builds the project's OCI images without Docker, for the test cluster's real node:
 #   finex-workers  Debian bookworm (mmdebstrap --variant=minbase) with python3, and the project with
-#                  its dependencies pip-installed into a venv at /opt/finex, like the Dockerfile
+#                  its dependencies pip-installed into a venv at /opt/finex, like the Dockerfile:
+#                  the versions of requirements.lock only, each file checked against its hash.
+#                  A bill of materials (every Python package and Debian package with its version)
+#                  goes into the image as $IMAGE_BOM, and into its config as labels (the Python
+#                  packages, and the file's sha256: the Debian list is too long for a label)
 #   pause          the pod sandbox: a static Go program (hack/pause) that waits for SIGTERM
 # Each rootfs is packed with umoci into an OCI layout and written as a tar that
 # `ctr images import` reads. The images honour the Dockerfile's contract (the IMAGE_* values below;
@@ -9,8 +13,11 @@
 #
 # Output: $IMAGE_CACHE (default $K8S_CACHE/images, outside the repository):
 #   finex-workers-<hash>.tar, pause-<hash>.tar  named by a hash of their inputs (the files that go
-#                                               into the image, and this script), so an unchanged
-#                                               input is never built twice
+#                                               into the image, requirements.lock among them, and
+#                                               this script), so an unchanged input is never built
+#                                               twice. Debian's packages are bookworm's of the day
+#                                               (no snapshot mirror is reachable here): the BOM
+#                                               says which went in
 #   finex-workers.tar, pause.tar                symlinks to the current builds
 #
 #   hack/build-image.sh [finex|pause|all]      (default all; `make image` runs it)
@@ -34,6 +41,7 @@ IMAGE_EXPOSE=9121/tcp
 IMAGE_ENV_PATH=/opt/finex/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 IMAGE_ENV_PYTHONUNBUFFERED=1
 IMAGE_ENV_PYTHONDONTWRITEBYTECODE=1
+IMAGE_BOM=/usr/share/finex/bom.txt
 # Names under which tests/support/cluster.py imports them into containerd.
 PAUSE_NAME=localhost/finex-pause
 PAUSE_TAG=1
@@ -100,7 +108,7 @@ publish() {
 
 build_finex() {
     local files hash out tmp t0=$SECONDS
-    mapfile -t files < <(project_files pyproject.toml README.md workers operator)
+    mapfile -t files < <(project_files pyproject.toml requirements.lock README.md workers operator)
     hash=$(inputs_hash "${files[@]}")
     out=$IMAGE_CACHE/$IMAGE_NAME-$hash.tar
     if [ -f "$out" ]; then
@@ -124,7 +132,8 @@ build_finex() {
         --customize-hook="copy-in $tmp/src /" \
         --customize-hook="copy-in $tmp/pip-ca.pem /tmp" \
         --customize-hook="chroot \"\$1\" $chroot_env python3 -m venv $IMAGE_VENV" \
-        --customize-hook="chroot \"\$1\" $chroot_env $IMAGE_VENV/bin/pip install --quiet /src" \
+        --customize-hook="chroot \"\$1\" $chroot_env $IMAGE_VENV/bin/pip install --quiet --require-hashes -r /src/requirements.lock" \
+        --customize-hook="chroot \"\$1\" $chroot_env $IMAGE_VENV/bin/pip install --quiet --no-deps --no-build-isolation /src" \
         --customize-hook="chroot \"\$1\" $IMAGE_VENV/bin/python -m compileall -q $IMAGE_VENV/lib" \
         --customize-hook="chroot \"\$1\" groupadd --system --gid ${IMAGE_USER#*:} finex" \
         --customize-hook="chroot \"\$1\" useradd --system --uid ${IMAGE_USER%:*} --gid ${IMAGE_USER#*:} --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin finex" \
@@ -132,6 +141,27 @@ build_finex() {
         --customize-hook="chroot \"\$1\" $IMAGE_VENV/bin/finex --help >/dev/null" \
         "$IMAGE_SUITE" "$tmp/rootfs" "$IMAGE_MIRROR"
     [ ! -e "$tmp/rootfs/tmp/pip-ca.pem" ] || die "the CA bundle was left in the image"
+    step="$IMAGE_NAME: bill of materials"
+    say "$step"
+    local python_pkgs bom_sha
+    python_pkgs=$(chroot "$tmp/rootfs" $IMAGE_VENV/bin/python -m pip list --format=freeze \
+        --disable-pip-version-check | LC_ALL=C sort)
+    mkdir -p "$tmp/rootfs/$(dirname "$IMAGE_BOM")"
+    {
+        echo "# $IMAGE_NAME $project_version: bill of materials (hack/build-image.sh)"
+        echo "# python <name>==<version>: $IMAGE_VENV, from requirements.lock (hashes checked)"
+        echo "# debian <package>=<version>: bookworm, as mmdebstrap installed it"
+        sed 's/^/python /' <<<"$python_pkgs"
+        dpkg-query --admindir="$tmp/rootfs/var/lib/dpkg" -W -f='debian ${Package}=${Version}\n' | LC_ALL=C sort
+    } >"$tmp/rootfs$IMAGE_BOM"
+    chmod 0644 "$tmp/rootfs$IMAGE_BOM"
+    bom_sha=$(sha256sum "$tmp/rootfs$IMAGE_BOM" | cut -d' ' -f1)
+    # `finex --version` and the BOM must name the same release, and the rq the scripts mirror.
+    local reported
+    reported=$(chroot "$tmp/rootfs" $IMAGE_VENV/bin/finex --version)
+    [ "$reported" = "finex $project_version" ] || die "finex --version says '$reported', pyproject says $project_version"
+    grep -qx "python finex-workers==$project_version" "$tmp/rootfs$IMAGE_BOM" || die "the BOM does not list finex-workers==$project_version"
+    grep -qx "python rq==3.0.0" "$tmp/rootfs$IMAGE_BOM" || die "the BOM does not list rq==3.0.0"
     step="$IMAGE_NAME: umoci pack"
     say "$step"
     local cmd_args=() c
@@ -143,7 +173,10 @@ build_finex() {
         --config.env "PATH=$IMAGE_ENV_PATH" \
         --config.env "PYTHONUNBUFFERED=$IMAGE_ENV_PYTHONUNBUFFERED" \
         --config.env "PYTHONDONTWRITEBYTECODE=$IMAGE_ENV_PYTHONDONTWRITEBYTECODE" \
-        --config.label "org.opencontainers.image.version=$project_version"
+        --config.label "org.opencontainers.image.version=$project_version" \
+        --config.label "io.finex.bom.path=$IMAGE_BOM" \
+        --config.label "io.finex.bom.sha256=$bom_sha" \
+        --config.label "io.finex.bom.python=$(tr '\n' ' ' <<<"$python_pkgs" | sed 's/ $//')"
     rm -rf "$tmp"
     publish "$IMAGE_NAME" "$out" "$t0"
 }

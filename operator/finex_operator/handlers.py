@@ -22,6 +22,7 @@ from kubernetes import client, config
 from finex_operator.reconcile import Runtime, forget, reconcile
 from finex_operator.settings import OperatorSettings
 from finex_operator.ticker import Ticker
+from finex_workers.control.rqmirror import rq_mismatch
 
 RESOURCE = ("finex.io", "v1alpha1", "finexworkerpools")
 #: The loop's period, a constant (never configuration read at import): the restart advances at
@@ -62,6 +63,9 @@ def _tick(memo: Any, key: tuple[str, str]) -> None:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    refusal = rq_mismatch()
+    if refusal is not None:  # the DLQ retry writes rq's structures through control's scripts
+        raise kopf.PermanentError(f"finex operator: {refusal}")
     index: kopf.Index[Any, Any] = kwargs["pools"]  # the live index, as kopf passes it
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="finex.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="finex.io")

@@ -336,7 +336,7 @@ def test_upgrade_then_uninstall_leaves_only_the_kept_crd(
     )
     assert (
         get_json(k8s_cluster, "fwp", "finex", "-n", k8s_namespace)["spec"]["image"]
-        == "finex-workers:0.1.0"
+        == f"finex-workers:{k8s.pinned_project_version()}"
     )
     assert get_json(
         k8s_cluster, "role", f"{release}-finex-workers-operator", "-n", other_namespace

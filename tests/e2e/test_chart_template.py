@@ -63,6 +63,8 @@ def test_default_render_has_the_expected_objects() -> None:
         "Service",
         "ServiceAccount",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
 
 
@@ -92,6 +94,14 @@ def test_crd_is_the_source_with_a_keep_policy() -> None:
     crd = one(render(), "CustomResourceDefinition", CRD_NAME)
     assert crd["spec"] == source["spec"]
     assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    # The quantity policy and its binding go with the CRD, from their sources, kept too.
+    for kind, name in (
+        ("ValidatingAdmissionPolicy", "finexworkerpools-quantities-policy.yaml"),
+        ("ValidatingAdmissionPolicyBinding", "finexworkerpools-quantities-binding.yaml"),
+    ):
+        rendered = one(render(), kind)
+        assert rendered["spec"] == yaml.safe_load((REPO / "crds" / name).read_text())["spec"]
+        assert rendered["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
     unkept = one(render({"crds": {"keep": False}}), "CustomResourceDefinition", CRD_NAME)
     assert "annotations" not in unkept["metadata"]
 
@@ -424,10 +434,9 @@ def test_deployments_keep_a_bounded_revision_history() -> None:
 
 def test_chart_metadata_follows_the_conventions() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert chart["home"].startswith("https://")
-    assert chart["sources"]
-    assert all(s.startswith("https://") for s in chart["sources"])
-    assert chart["icon"].startswith("https://")
+    # The project publishes no URL: no home, sources or icon rather than placeholders.
+    for key in ("home", "sources", "icon"):
+        assert key not in chart, key
     assert {"finex", "rq", "operator"} <= set(chart["keywords"])
 
 

@@ -23,8 +23,11 @@ from finex_operator import builders
 from finex_operator.spec import parse_spec
 from tests.support import cluster as k8s
 from tests.support.k8s_fixtures import Kubectl
+from tests.support.waiting import wait_for
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "finexworkerpools.yaml"
+POLICY = CRD.parent / "finexworkerpools-quantities-policy.yaml"
+BINDING = CRD.parent / "finexworkerpools-quantities-binding.yaml"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
 
@@ -33,7 +36,36 @@ def crd(k8s_cluster: k8s.Cluster) -> None:
     # Applying it is the check of the CEL cost estimate: the apiserver refuses a CRD whose
     # rules or messageExpressions could exceed the budget.
     k8s_cluster.kubectl("apply", "-f", str(CRD))
-    k8s_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD))
+    # Not `kubectl wait`: it fails at once ("accessor error: <nil>") when it reads the CRD
+    # before the apiserver wrote any condition, which happens under load.
+    established = '{.status.conditions[?(@.type=="Established")].status}'
+    wait_for(
+        "the CRD to be Established",
+        lambda: (
+            k8s_cluster.kubectl("get", "-f", str(CRD), "-o", f"jsonpath={established}").stdout
+            == "True"
+        ),
+        60,
+        0.2,
+    )
+    # The quantity policy (the CRD keeps the quantities untyped): the apiserver compiles it and
+    # reports type errors in its status; it acts once its binding reaches the admission plugin.
+    k8s_cluster.kubectl("apply", "-f", str(POLICY), "-f", str(BINDING))
+    wait_for("the quantity policy to refuse 512m", lambda: _policy_refuses(k8s_cluster), 60, 0.2)
+    status = json.loads(k8s_cluster.kubectl("get", "-f", str(POLICY), "-o", "json").stdout).get(
+        "status", {}
+    )
+    assert not status.get("typeChecking", {}).get("expressionWarnings"), status
+
+
+def _policy_refuses(cluster: k8s.Cluster) -> bool:
+    body = pool("policy-probe")
+    body["spec"]["resources"] = {"limits": {"memory": "512m"}}
+    result = cluster.kubectl(
+        "create", "--dry-run=server", "--namespace=default", "-f", "-",
+        input=json.dumps(body), check=False,
+    )  # fmt: skip
+    return result.returncode != 0 and "did you mean 512Mi?" in result.stderr
 
 
 def pool(name: str = "pool") -> dict[str, Any]:
@@ -141,24 +173,55 @@ REFUSED: list[tuple[str, Edit, str]] = [
     (
         "cpu that is no quantity",
         _set("spec.resources.requests.cpu", "half"),
-        'spec.resources.requests.cpu: Invalid value: "half": must be a non-negative Kubernetes'
-        " quantity",
+        'spec.resources.requests.cpu: "half" is not a non-negative Kubernetes quantity: a string'
+        " such as 500m, 2, 512Mi or 1.5Gi, or a number such as 0.5 or 2",
     ),
     (
         "negative memory",
         _set("spec.resources.limits.memory", "-1Gi"),
-        'spec.resources.limits.memory: Invalid value: "-1Gi": must be a non-negative',
+        'spec.resources.limits.memory: "-1Gi" is not a non-negative Kubernetes quantity',
+    ),
+    (
+        "negative cpu as a number",
+        _set("spec.resources.limits.cpu", -0.5),
+        'spec.resources.limits.cpu: "-0.5" is not a non-negative Kubernetes quantity',
     ),
     (
         "memory with a unit Kubernetes does not know",
         _set("spec.resources.requests.memory", "1GB"),
-        'spec.resources.requests.memory: Invalid value: "1GB": must be a non-negative',
+        'spec.resources.requests.memory: "1GB" is not a non-negative Kubernetes quantity',
+    ),
+    (
+        "cpu given as an object",
+        _set("spec.resources.requests.cpu", {"value": 1}),
+        "spec.resources.requests.cpu: must be a non-negative Kubernetes quantity",
+    ),
+    (
+        "memory given as a boolean",
+        _set("spec.resources.limits.memory", True),
+        "spec.resources.limits.memory: must be a non-negative Kubernetes quantity",
+    ),
+    (
+        "fractional memory 512m, with what was meant",
+        _set("spec.resources.limits.memory", "512m"),
+        'spec.resources.limits.memory: "512m" is 0.512 bytes; memory is whole bytes (m is milli):'
+        " did you mean 512Mi?",
+    ),
+    (
+        "fractional memory as a number",
+        _set("spec.resources.requests.memory", 1.5),
+        'spec.resources.requests.memory: "1.5" is 1.5 bytes; memory is whole bytes: use a binary'
+        " suffix, such as 512Mi or 1.5Gi",
     ),
     (
         "cpu request above its limit",
         _set("spec.resources", {"requests": {"cpu": 2}, "limits": {"cpu": "1500m"}}),
-        "spec.resources.requests.cpu: Invalid value: requests.cpu (2) must not exceed"
-        " limits.cpu (1500m)",
+        "spec.resources.requests.cpu: requests.cpu (2) must not exceed limits.cpu (1500m)",
+    ),
+    (
+        "cpu request above its limit, both numbers",
+        _set("spec.resources", {"requests": {"cpu": 1.5}, "limits": {"cpu": 1}}),
+        "spec.resources.requests.cpu: requests.cpu (1.5) must not exceed limits.cpu (1)",
     ),
     (
         "memory request above its limit",
@@ -227,6 +290,21 @@ ACCEPTED: list[tuple[str, Edit]] = [
         ),
     ),
     (
+        "YAML numbers as a Pod takes them: cpu 0.5, memory 1e9",
+        _set("spec.resources", {"requests": {"cpu": 0.5, "memory": 1e9}, "limits": {"cpu": 2}}),
+    ),
+    (
+        "fractional cpu as strings, decimal and binary memory",
+        _set(
+            "spec.resources",
+            {
+                "requests": {"cpu": "0.25", "memory": "1.5Gi"},
+                "limits": {"cpu": "250m", "memory": "2G"},
+            },
+        ),
+    ),
+    ("zero cpu", _set("spec.resources.requests.cpu", 0)),
+    (
         "DLQ backoff equal to its cap",
         _set("spec.dlq", {"backoffSeconds": 60, "maxBackoffSeconds": 60}),
     ),
@@ -258,6 +336,73 @@ def test_the_edges_are_accepted_and_so_are_their_deployments(
     dep["metadata"]["ownerReferences"] = []  # the owner does not exist in a dry run
     deployment = kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(dep), check=False)
     assert deployment.returncode == 0, deployment.stderr
+
+
+def test_a_number_quantity_reaches_the_deployment_as_a_pod_reads_it(
+    crd: None, kubectl: Kubectl
+) -> None:
+    """`cpu: 0.5` written as YAML, stored as a number, is 500m in the Deployment's Pods."""
+    body = yaml.safe_load("requests: {cpu: 0.5, memory: 1.0e+9}\nlimits: {cpu: 2, memory: 1.5Gi}")
+    assert body["requests"] == {"cpu": 0.5, "memory": 1e9}
+    pool_body = pool()
+    pool_body["spec"]["resources"] = body
+    stored = json.loads(
+        kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pool_body)
+        ).stdout
+    )
+    assert stored["spec"]["resources"]["requests"] == {"cpu": 0.5, "memory": 1000000000}
+    spec = parse_spec(stored["spec"])
+    dep = builders.deployment(
+        pool="pool", uid="u", spec=spec, queue="growth", replicas=1, grace_margin=30
+    )
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["requests"]["cpu"] == 0.5
+    dep["metadata"]["ownerReferences"] = []
+    created = json.loads(
+        kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(dep)).stdout
+    )
+    (container,) = created["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1G"},
+        "limits": {"cpu": "2", "memory": "1536Mi"},
+    }
+
+
+def test_a_pool_stored_before_the_policy_still_updates(
+    crd: None, kubectl: Kubectl, k8s_cluster: k8s.Cluster
+) -> None:
+    """An upgrade finds pools the old CRD let through (512m): they keep working.
+
+    The policy judges only the values a request sets or changes, so kopf's annotations and a
+    replica change pass, while a new bad value is refused.
+    """
+    legacy = pool("legacy")
+    legacy["spec"]["resources"] = {"limits": {"memory": "512m"}}
+    k8s_cluster.kubectl("delete", "-f", str(BINDING))  # as before the upgrade
+    try:
+        wait_for(
+            "the pool to be stored without the policy",
+            lambda: (
+                kubectl("apply", "-f", "-", input=json.dumps(legacy), check=False).returncode == 0
+            ),
+            60,
+            0.2,
+        )
+    finally:
+        k8s_cluster.kubectl("apply", "-f", str(BINDING))
+    wait_for("the quantity policy to refuse 512m", lambda: _policy_refuses(k8s_cluster), 60, 0.2)
+    kubectl("annotate", "fwp", "legacy", "finex.io/note=upgraded")
+    kubectl(
+        "patch", "fwp", "legacy", "--type=json",
+        "-p", '[{"op": "replace", "path": "/spec/queues/0/replicas", "value": 1}]',
+    )  # fmt: skip
+    refused = kubectl(
+        "patch", "fwp", "legacy", "--type=merge",
+        "-p", '{"spec": {"resources": {"limits": {"memory": "256m"}}}}', check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "did you mean 256Mi?" in refused.stderr, refused.stderr
 
 
 def test_the_pool_name_limit_is_the_deployments_own(crd: None, kubectl: Kubectl) -> None:
@@ -298,6 +443,15 @@ def test_kubectl_explain_describes_every_field(crd: None, kubectl: Kubectl) -> N
     assert "A FinexWorkerPool runs the Finex RQ workers" in kind
     field = kubectl("explain", "fwp.spec.dlq.maxBackoffSeconds").stdout
     assert "at least backoffSeconds" in field
+    # The quantities say which forms they take: strings and YAML numbers, as a Pod does.
+    for path in ("requests.cpu", "requests.memory", "limits.cpu", "limits.memory"):
+        text = " ".join(kubectl("explain", f"fwp.spec.resources.{path}").stdout.split())
+        assert "a string" in text, text
+        assert "a YAML number" in text, text
+    cpu = " ".join(kubectl("explain", "fwp.spec.resources.requests.cpu").stdout.split())
+    assert all(form in cpu for form in ('"500m"', '"0.5"', "0.5", "2")), cpu
+    memory = " ".join(kubectl("explain", "fwp.spec.resources.limits.memory").stdout.split())
+    assert all(form in memory for form in ('"512Mi"', '"1.5Gi"', '"1G"', "512m")), memory
 
 
 def test_pools_are_in_the_finex_category_only(crd: None, kubectl: Kubectl) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import socket
 import subprocess
 import tarfile
@@ -26,6 +27,17 @@ from tests.support.k8s_fixtures import Kubectl
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
+BOM = "/usr/share/finex/bom.txt"
+
+
+def _normalised(pins: dict[str, str]) -> dict[str, str]:
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pins.items()}
+
+
+def _locked_pins() -> dict[str, str]:
+    """requirements.lock's name==version lines: what the image must hold, nothing else."""
+    text = (REPO / "requirements.lock").read_text()
+    return _normalised(dict(re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+) ", text, re.M)))
 
 
 def pod(
@@ -113,6 +125,15 @@ def test_the_imported_image_has_the_dockerfiles_contract(real_node_cluster: k8s.
     assert config["WorkingDir"] == "/tmp"
     assert config["Env"][0].startswith("PATH=/opt/finex/bin:")
     assert {"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"} <= set(config["Env"])
+    # The bill of materials as labels: the Python packages are exactly requirements.lock's pins
+    # (the project itself besides), under the 4 KiB containerd allows a label.
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.version"] == k8s.pinned_project_version()
+    assert labels["io.finex.bom.path"] == BOM
+    assert len(labels["io.finex.bom.python"]) < 4096
+    python = dict(p.split("==") for p in labels["io.finex.bom.python"].split())
+    assert python.pop("finex-workers") == k8s.pinned_project_version()
+    assert _normalised(python) == _locked_pins()
     images = real_node_cluster.ctr("images", "list", "-q").stdout.split()
     assert f"docker.io/library/{real_node_cluster.workers_image}" in images
     assert realnode.PAUSE_IMAGE in images
@@ -123,6 +144,32 @@ def test_a_pod_runs_our_image_and_prints_finex_version(
 ):
     logs = run_to_completion(node_kubectl, pod(real_node_cluster, "version", args=["--version"]))
     assert k8s.pinned_project_version() in logs
+
+
+def test_finex_version_and_the_bom_in_the_image_agree(
+    real_node_cluster: k8s.Cluster, node_kubectl: Kubectl
+):
+    script = f"finex --version && cat {BOM} && sha256sum {BOM}"
+    logs = run_to_completion(
+        node_kubectl, pod(real_node_cluster, "bom", command=["sh", "-c", script])
+    )
+    version_line, *bom, sha_line = logs.splitlines()
+    version = k8s.pinned_project_version()
+    assert version_line == f"finex {version}"
+    entries = [line for line in bom if not line.startswith("#")]
+    python = dict(e.removeprefix("python ").split("==") for e in entries if e.startswith("python "))
+    debian = [e for e in entries if e.startswith("debian ")]
+    assert python.pop("finex-workers") == version
+    assert _normalised(python) == _locked_pins()
+    assert any(e.startswith("debian python3.11=") for e in debian), debian
+    assert len(entries) == len(python) + 1 + len(debian)
+    with tarfile.open(realnode.image_tars()["workers"]) as tar:
+        index = json.load(tar.extractfile("./index.json"))  # type: ignore[arg-type]
+        (entry,) = index["manifests"]
+        manifest = json.load(tar.extractfile(f"./blobs/sha256/{entry['digest'].split(':')[1]}"))  # type: ignore[arg-type]
+        config_digest = manifest["config"]["digest"].split(":")[1]
+        config = json.load(tar.extractfile(f"./blobs/sha256/{config_digest}"))  # type: ignore[arg-type]
+    assert sha_line.split()[0] == config["config"]["Labels"]["io.finex.bom.sha256"]
 
 
 def test_the_entrypoint_is_the_finex_cli(real_node_cluster: k8s.Cluster, node_kubectl: Kubectl):

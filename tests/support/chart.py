@@ -3,7 +3,8 @@
     render(values={...}, release="r", namespace="finex") -> list of manifests (dicts)
     render_error(values={...})                           -> helm's stderr, for a refused value
     find(objects, kind, name=None)                       -> the objects of a kind (and name)
-    adopt_crd(cluster, release, namespace)               -> hand an existing CRD to a release
+    adopt_crd(cluster, release, namespace)               -> hand an existing CRD (and its
+                                                            quantity policy) to a release
 
 helm runs from the toolchain that hack/build-k8s-tools.sh caches (find_tools() says to run
 `make k8s-tools` when it is absent), with --kube-version set to the pinned Kubernetes version,
@@ -25,6 +26,13 @@ from tests.support import cluster as k8s
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "finex-workers"
 CRD_NAME = "finexworkerpools.finex.io"
+QUANTITY_POLICY = "finexworkerpools-quantities.finex.io"
+#: What templates/crds.yaml renders from crds/, all kept on uninstall (crds.keep).
+KEPT_OBJECTS = (
+    ("crd", CRD_NAME),
+    ("validatingadmissionpolicy", QUANTITY_POLICY),
+    ("validatingadmissionpolicybinding", QUANTITY_POLICY),
+)
 
 
 def _helm_template(
@@ -93,20 +101,21 @@ def pod_specs(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def adopt_crd(cluster: k8s.Cluster, release: str, namespace: str) -> None:
-    """Let `release` take over a FinexWorkerPool CRD that another release (or kubectl) made.
+    """Let `release` take over the CRD and its quantity policy that another release made.
 
-    The CRD is kept when its release goes away, and Helm refuses to install an object that
+    They are kept when their release goes away, and Helm refuses to install an object that
     belongs to no release or to another one. These are the labels and annotations Helm checks;
     docs/install.md tells users the same.
     """
-    if cluster.kubectl("get", "crd", CRD_NAME, check=False).returncode != 0:
-        return
-    cluster.kubectl("label", "--overwrite", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm")
-    cluster.kubectl(
-        "annotate",
-        "--overwrite",
-        "crd",
-        CRD_NAME,
-        f"meta.helm.sh/release-name={release}",
-        f"meta.helm.sh/release-namespace={namespace}",
-    )
+    for kind, name in KEPT_OBJECTS:
+        if cluster.kubectl("get", kind, name, check=False).returncode != 0:
+            continue
+        cluster.kubectl("label", "--overwrite", kind, name, "app.kubernetes.io/managed-by=Helm")
+        cluster.kubectl(
+            "annotate",
+            "--overwrite",
+            kind,
+            name,
+            f"meta.helm.sh/release-name={release}",
+            f"meta.helm.sh/release-namespace={namespace}",
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,14 +79,43 @@ def test_the_venv_path_and_the_inputs_agree() -> None:
     assert copies == [f"--from=build {_declared()['IMAGE_VENV']} {_declared()['IMAGE_VENV']}"]
     # The script hashes and copies the files the Docker build context lets in.
     script = BUILD_SCRIPT.read_text()
-    assert "project_files pyproject.toml README.md workers operator" in script
+    assert "project_files pyproject.toml requirements.lock README.md workers operator" in script
     ignore = (REPO / ".dockerignore").read_text().splitlines()
-    for needed in ("!pyproject.toml", "!README.md", "!workers/", "!operator/"):
+    for needed in (
+        "!pyproject.toml",
+        "!requirements.lock",
+        "!README.md",
+        "!workers/",
+        "!operator/",
+    ):
         assert needed in ignore
 
 
-def test_the_python_matches_the_dockerfiles_base_image() -> None:
-    base = re.search(r"ARG PYTHON_IMAGE=python:(\d+\.\d+)-slim-(\w+)", DOCKERFILE.read_text())
-    assert base, "the Dockerfile's PYTHON_IMAGE default changed shape"
-    # bookworm's python3 is 3.11: the suite and the base image's Python go together.
-    assert (base[1], base[2]) == ("3.11", _declared()["IMAGE_SUITE"])
+def test_the_base_image_is_debian_of_the_same_suite_by_digest() -> None:
+    base = re.search(
+        r"^ARG BASE_IMAGE=debian:(\w+)-slim@sha256:[0-9a-f]{64}$", DOCKERFILE.read_text(), re.M
+    )
+    assert base, "the Dockerfile's base image is not debian:<suite>-slim by digest"
+    # Both images run Debian's python3 of one suite: bookworm's 3.11, the Python of the tests.
+    assert base[1] == _declared()["IMAGE_SUITE"]
+    assert [args for word, args in _final_stage() if word == "FROM"] == ["${BASE_IMAGE} AS runtime"]
+
+
+def test_both_builds_install_the_lock_with_hashes_and_write_the_same_bom() -> None:
+    dockerfile = DOCKERFILE.read_text()
+    script = BUILD_SCRIPT.read_text()
+    for text in (dockerfile, script):
+        assert re.search(r"pip install (--quiet )?--require-hashes -r", text)
+        assert "--no-deps --no-build-isolation" in text
+        assert "dpkg-query" in text
+        assert "pip list --format=freeze" in text
+    bom = _declared()["IMAGE_BOM"]
+    assert "io.finex.bom.path=$IMAGE_BOM" in script
+    assert f'io.finex.bom.path="{bom}"' in dockerfile
+    assert f"> {bom}" in dockerfile
+
+
+def test_the_version_label_is_the_projects() -> None:
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert f'org.opencontainers.image.version="{version}"' in DOCKERFILE.read_text()
+    assert f"docker build -t finex-workers:{version} ." in DOCKERFILE.read_text()

@@ -1,3 +1,3 @@
 """Finex worker fleet: RQ queues on Redis that compute risk figures into PostgreSQL."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,4 +1,4 @@
-"""Import path of the job functions before 0.2, kept so jobs already in Redis still run.
+"""Import path of the job functions before the layered layout, kept so old jobs still run.
 
 RQ stores each job's function as a dotted path. Jobs enqueued before the package was laid out in
 layers name ``finex_workers.jobs.<function>``; new jobs name

@@ -613,6 +613,12 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from finex_workers.control.rqmirror import rq_mismatch
+
+    refusal = rq_mismatch()
+    if refusal is not None:
+        print(f"finex: {refusal}", file=sys.stderr)
+        return 2
     try:
         settings = Settings.from_env(_environment(args))
     except SettingsError as exc:

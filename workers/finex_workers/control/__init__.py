@@ -7,6 +7,7 @@ One implementation of each step, in modules named for what they hold:
 - :mod:`.recovery`: ``clean_stuck_jobs``, for jobs whose worker died
 - :mod:`.dlq`: list, retry and empty the dead-letter queue
 - :mod:`.scripts`: the Lua scripts in ``lua/``, including the one "put back at the head"
+- :mod:`.rqmirror`: the rq release the scripts mirror, and the start-up check for it
 
 Callers import this package (``from finex_workers import control``) and use the names below.
 """
