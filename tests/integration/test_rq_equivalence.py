@@ -63,12 +63,12 @@ def dbs(
         return run_in_thread(self, sleep_time=min(sleep_time, 0.2), **kwargs)
 
     monkeypatch.setattr(PubSub, "run_in_thread", short_waits)
-    conns = tuple(
+    theirs, ours = (
         redis.Redis(host="127.0.0.1", port=redis_server.port, db=n) for n in (RQ_DB, OURS_DB)
     )
-    yield conns  # type: ignore[misc]
-    for conn in conns:
-        conn.close()
+    yield theirs, ours
+    theirs.close()
+    ours.close()
     mirrorjobs.SEEN_WHILE_RUNNING.clear()
 
 
