@@ -50,6 +50,8 @@ def deployments(api: client.ApiClient, namespace: str, pool: str) -> dict[str, D
             replicas=int(dep.spec.replicas or 0),
             ready_replicas=int((dep.status and dep.status.ready_replicas) or 0),
             spec_hash=(meta.annotations or {}).get(builders.HASH_ANNOTATION, ""),
+            current=int((dep.status and dep.status.observed_generation) or 0)
+            >= int(meta.generation or 0),
         )
     return out
 

@@ -251,6 +251,21 @@ RESTART_TABLE = [
         None,
     ),
     (
+        "Starting waits for the controller to see the scale-up (a stale readyReplicas)",
+        observed(
+            restart=running(Phase.STARTING),
+            deployments={
+                q: DeploymentView(n, n, "", current=False)
+                for q, n in zip(QUEUES, (2, 1, 1), strict=True)
+            },
+            paused=True,
+        ),
+        "Starting",
+        [],
+        [],
+        None,
+    ),
+    (
         "Starting done when Ready",
         observed(restart=running(Phase.STARTING), paused=True),
         "Resuming",

@@ -19,6 +19,9 @@ class DeploymentView:
     replicas: int
     ready_replicas: int
     spec_hash: str
+    #: The Deployment controller has seen the latest spec (status.observedGeneration >=
+    #: metadata.generation), so ready_replicas is about the replicas written last.
+    current: bool = True
 
 
 @dataclass(frozen=True)

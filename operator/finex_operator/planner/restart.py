@@ -280,7 +280,8 @@ def _step_starting(
     for q in targets:
         want = desired_replicas(obs.spec, q, restart, decide_queue(obs, obs.spec.queue(q)))
         dep = obs.deployments.get(q)
-        if dep is None or dep.replicas != want or dep.ready_replicas != want:
+        # A status the controller wrote before our scale-up still counts the old Pods as Ready.
+        if dep is None or not dep.current or dep.replicas != want or dep.ready_replicas != want:
             waiting.append(f"{q} {dep.ready_replicas if dep else 0}/{want}")
     if waiting:
         status = "waiting for Pods to be Ready: " + ", ".join(waiting)
