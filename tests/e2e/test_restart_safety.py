@@ -9,8 +9,10 @@ and a pause the restart did not take.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -72,6 +74,14 @@ def held_by_a_finalizer(kubectl: Kubectl, pod: str) -> Iterator[None]:
         )
 
 
+def took(api: client.ApiClient, namespace: str, start: str, end: str = "Done") -> float:
+    """Seconds from entering phase start to entering phase end, from status.restart.history
+    (whole seconds: the status's time format)."""
+    history = get_pool(api, namespace)["status"]["restart"]["history"]
+    at = {h["phase"]: datetime.fromisoformat(h["at"].replace("Z", "+00:00")) for h in history}
+    return (at[end] - at[start]).total_seconds()
+
+
 def degraded(body: dict[str, Any]) -> tuple[str | None, str | None]:
     for c in body.get("status", {}).get("conditions", []):
         if c["type"] == "Degraded":
@@ -118,6 +128,8 @@ def test_a_pod_held_terminating_does_not_keep_the_queue_paused(
             # Well inside its grace (90 s) and its deadline: only the annotation ends it.
             kubectl("annotate", "fwp", "pool", "finex.io/abort-restart=now")
         recorder.until("Done", timeout=60)
+        stopping = took(k8s_api, k8s_namespace, "Stopping")
+        print(f"\n{how}: Stopping -> Done (queue resumed) in {stopping:.0f}s")
         reason = "RestartTimedOut" if how == "deadline" else "RestartAbortRequested"
         assert_aborted_and_resumed(k8s_api, k8s_namespace, redis_conn, "matrix", "Stopping", reason)
         # Scaled back up, while the held Pod is still there.
@@ -145,6 +157,7 @@ def test_pods_that_never_become_ready_abort_starting_at_its_deadline(
     recorder = PhaseRecorder(k8s_api, k8s_namespace)
     kubectl("annotate", "fwp", "pool", "finex.io/restart=growth@1")
     recorder.until("Done", timeout=60)
+    print(f"\nStarting -> Done (deadline 3 s) in {took(k8s_api, k8s_namespace, 'Starting'):.0f}s")
     restart = assert_aborted_and_resumed(
         k8s_api, k8s_namespace, redis_conn, "growth", "Starting", "RestartTimedOut"
     )
@@ -174,6 +187,8 @@ def test_a_pod_stuck_past_its_grace_does_not_hold_stopping(
         recorder = PhaseRecorder(k8s_api, k8s_namespace)
         kubectl("annotate", "fwp", "pool", "finex.io/restart=growth@1")
         recorder.until("Done", timeout=90)
+        stopping = took(k8s_api, k8s_namespace, "Stopping", "Starting")
+        print(f"\nStopping with a Pod past its grace lasted {stopping:.0f}s")
         restart = get_pool(k8s_api, k8s_namespace)["status"]["restart"]
         assert restart["result"] == "Succeeded", restart
         assert not control.is_paused(redis_conn, "growth")
@@ -215,7 +230,9 @@ def test_a_queue_removed_mid_restart_is_stopped_deleted_and_resumed(
         ]
         return "pool-probability" not in names
 
+    removed = time.monotonic()
     wait_for("the removed queue's Deployment to be deleted", gone, timeout=60)
+    print(f"\nremoved queue's Deployment deleted {time.monotonic() - removed:.1f}s after the apply")
     assert not control.is_paused(redis_conn, "probability")
     reasons = [r for r, _ in events(k8s_api, k8s_namespace)]
     assert "QueueRemoved" in reasons
