@@ -1070,3 +1070,14 @@ def test_the_restart_resumes_only_the_pauses_it_set() -> None:
     # A queue whose hold the restart no longer has (someone resumed it by hand): nothing.
     out = plan(observed(restart=running(Phase.RESUMING), holds=(CLI,)))
     assert out.resume == []
+
+
+def test_a_pause_an_earlier_operator_wrote_is_lifted_by_the_operator() -> None:
+    """Before holders, the operator wrote "finex-operator" for both of its pauses."""
+    legacy = Holder.LEGACY_OPERATOR
+    out = plan(observed(status={"pausedBySpec": True}, holds=(legacy,)))
+    assert out.resume == each(legacy)  # spec.paused is false and no restart runs
+    out = plan(observed(restart=running(Phase.STOPPING), holds=(legacy,), pods={}))
+    assert out.resume == []  # a running restart may hold it: its Resuming lifts it
+    out = plan(observed(restart=running(Phase.RESUMING), holds=(legacy,)))
+    assert out.resume == each(legacy)

@@ -38,7 +38,12 @@ def plan_pause(obs: Observed, plan: Plan, restart: RestartStatus | None) -> bool
     lift: list[str] = [PAUSED_BY]
     if restart is None or not restart.running:
         lift.append(Holder.LEGACY_OPERATOR)
-    held = [(q, h) for q in obs.spec.queue_names for h in lift if h in states[q].holds]
+    held = [
+        (q, h)
+        for q in obs.spec.queue_names
+        for h in lift
+        if h in states[q].holds and (q, h) not in plan.resume  # the restart may lift it too
+    ]
     if held:
         plan.resume += held
         queues = sorted({q for q, _ in held}, key=obs.spec.queue_names.index)
