@@ -50,6 +50,8 @@ def deployments(api: client.ApiClient, namespace: str, pool: str) -> dict[str, D
             replicas=int(dep.spec.replicas or 0),
             ready_replicas=int((dep.status and dep.status.ready_replicas) or 0),
             spec_hash=(meta.annotations or {}).get(builders.HASH_ANNOTATION, ""),
+            current=int((dep.status and dep.status.observed_generation) or 0)
+            >= int(meta.generation or 0),
         )
     return out
 
@@ -64,7 +66,8 @@ def pods(api: client.ApiClient, namespace: str, pool: str) -> dict[str, list[Pod
         meta = pod.metadata or client.V1ObjectMeta()
         queue = (meta.labels or {}).get(builders.QUEUE_LABEL, "")
         cost = (meta.annotations or {}).get(DELETION_COST_ANNOTATION)
-        view = PodView(str(meta.name), cost, meta.deletion_timestamp is not None)
+        deadline = meta.deletion_timestamp  # the end of its grace period
+        view = PodView(str(meta.name), cost, deadline is not None, deadline)
         out.setdefault(queue, []).append(view)
     return out
 
@@ -113,6 +116,29 @@ def apply_deployment(api: client.ApiClient, namespace: str, body: dict[str, Any]
             raise
     apps.patch_namespaced_deployment(name, namespace, body, _content_type=MERGE_PATCH)
     return "patched"
+
+
+def scale_deployment(api: client.ApiClient, namespace: str, name: str, replicas: int) -> None:
+    """Merge-patch spec.replicas only (a removed queue's Deployment, on its way out)."""
+    body = {"spec": {"replicas": replicas}}
+    try:
+        client.AppsV1Api(api).patch_namespaced_deployment(
+            name, namespace, body, _content_type=MERGE_PATCH
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def delete_deployment(api: client.ApiClient, namespace: str, name: str) -> None:
+    """Delete a Deployment and, in the background, its ReplicaSets (needs `delete`). Gone: fine."""
+    try:
+        client.AppsV1Api(api).delete_namespaced_deployment(
+            name, namespace, propagation_policy="Background"
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 def patch_status(

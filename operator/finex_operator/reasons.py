@@ -30,7 +30,8 @@ class EventReason(StrEnum):
     RESTART_RESUMING = "RestartResuming"
     #: a restart finished with every phase done (Warning-free Done).
     RESTART_SUCCEEDED = "RestartSucceeded"
-    #: a restart whose drain timed out with onDrainTimeout=Abort finished (a Warning).
+    #: an aborted restart finished: its drain or a phase's deadline ran out, or
+    #: finex.io/abort-restart asked for it; the queues it paused are resumed (a Warning).
     RESTART_ABORTED = "RestartAborted"
     #: a finex.io/restart value names a queue the pool does not have (a Warning).
     RESTART_REFUSED = "RestartRefused"
@@ -38,6 +39,14 @@ class EventReason(StrEnum):
     RESTART_QUEUED = "RestartQueued"
     #: Draining reached drainTimeoutSeconds with jobs still active (a Warning).
     DRAIN_TIMED_OUT = "DrainTimedOut"
+    #: Pausing, Stopping or Starting passed its deadline: the restart is aborted (a Warning).
+    RESTART_TIMED_OUT = "RestartTimedOut"
+    #: a new finex.io/abort-restart value aborted the running restart (a Warning).
+    RESTART_ABORT_REQUESTED = "RestartAbortRequested"
+    #: a queue left spec.queues: its Deployment is scaled to 0, then deleted.
+    QUEUE_REMOVED = "QueueRemoved"
+    #: a removed queue's Deployment had no Pod left and was deleted.
+    DEPLOYMENT_DELETED = "DeploymentDeleted"
     #: spec.paused is true and some queues were not paused yet.
     PAUSED = "Paused"
     #: spec.paused went back to false: the queues the operator paused were resumed.
@@ -79,7 +88,8 @@ class ConditionReason(StrEnum):
     NO_RESTART = "NoRestart"
     #: Restarting is False and the last restart succeeded.
     RESTART_SUCCEEDED = "RestartSucceeded"
-    #: Restarting is False and the last restart was aborted at its drain timeout.
+    #: Restarting is False, and Degraded is True, while the last restart is one that was
+    #: aborted (a deadline, its drain, or finex.io/abort-restart) until a restart succeeds.
     RESTART_ABORTED = "RestartAborted"
     #: Restarting is False and the last restart value was refused.
     RESTART_REFUSED = "RestartRefused"

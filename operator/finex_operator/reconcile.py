@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +21,6 @@ from kubernetes.client.exceptions import ApiException
 
 from finex_operator import cluster
 from finex_operator.planner import (
-    PAUSED_BY,
     PHASES,
     DlqEntry,
     Event,
@@ -35,6 +34,7 @@ from finex_operator.reasons import EventReason
 from finex_operator.settings import OperatorSettings
 from finex_operator.spec import PoolSpec, parse_spec
 from finex_workers import control
+from finex_workers.core.names import QUEUE_NAMES
 from finex_workers.infra import rqworkers
 from finex_workers.infra.redisconn import redis_from_url
 
@@ -77,9 +77,11 @@ def _observe_load(conn: redis.Redis, spec: PoolSpec) -> dict[str, PodLoad]:
 
 
 def _observe_redis(
-    rt: Runtime, conn: redis.Redis, spec: PoolSpec
+    rt: Runtime, conn: redis.Redis, spec: PoolSpec, removed: Sequence[str]
 ) -> tuple[dict[str, control.QueueState], dict[str, list[DlqEntry]]]:
-    states = {q: control.queue_state(conn, q) for q in spec.queue_names}
+    """The pool's queues, and those of removed queues whose Deployment is still there (their
+    pauses are lifted before the Deployment goes)."""
+    states = {q: control.queue_state(conn, q) for q in [*spec.queue_names, *removed]}
     dlq = {
         q: [
             DlqEntry(j.id, j.dlq_retries, j.failed_at)
@@ -96,6 +98,8 @@ def observe(rt: Runtime, body: dict[str, Any]) -> tuple[Observed, redis.Redis | 
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     spec = parse_spec(body["spec"])
+    deployments = cluster.deployments(rt.api, namespace, name)
+    removed = sorted(q for q in deployments if q not in spec.queue_names and q in QUEUE_NAMES)
     conn: redis.Redis | None = None
     states: dict[str, control.QueueState] | None = None
     dlq: dict[str, list[DlqEntry]] = {}
@@ -104,7 +108,7 @@ def observe(rt: Runtime, body: dict[str, Any]) -> tuple[Observed, redis.Redis | 
     try:
         url = cluster.secret_value(rt.api, namespace, spec.redis_url.name, spec.redis_url.key)
         conn = rt.redis_for(url)
-        states, dlq = _observe_redis(rt, conn, spec)
+        states, dlq = _observe_redis(rt, conn, spec, removed)
         load = _observe_load(conn, spec)
     except (cluster.SecretError, redis.RedisError, ValueError) as exc:
         error, conn = f"{type(exc).__name__}: {exc}", None
@@ -119,7 +123,7 @@ def observe(rt: Runtime, body: dict[str, Any]) -> tuple[Observed, redis.Redis | 
         now=datetime.now(UTC).replace(microsecond=0),
         status=body.get("status") or {},
         annotations=meta.get("annotations") or {},
-        deployments=cluster.deployments(rt.api, namespace, name),
+        deployments=deployments,
         pods=cluster.pod_counts(pods),
         pod_views=pods,
         pod_load=load,
@@ -140,13 +144,17 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
         cluster.set_deletion_cost(rt.api, namespace, pod, cost)
     for dep in todo.apply:
         cluster.apply_deployment(rt.api, namespace, dep)
+    for name, replicas in todo.scale.items():
+        cluster.scale_deployment(rt.api, namespace, name, replicas)
+    for name in todo.delete:
+        cluster.delete_deployment(rt.api, namespace, name)
     after: list[Event] = []
     if conn is None:
         return after
-    for q in todo.pause:
-        control.pause(conn, q, by=PAUSED_BY)
-    for q in todo.resume:
-        control.resume(conn, q)
+    for q, holder in todo.pause:
+        control.pause(conn, q, by=holder)
+    for q, holder in todo.resume:
+        control.release(conn, q, by=holder)
     for q, ids in todo.retry_dlq.items():
         sent = control.retry_dlq(conn, q, ids)
         after.append(Event("Normal", EventReason.DLQ_RETRIED, f"{q}: sent {len(sent)} job(s) back"))
@@ -223,12 +231,13 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> None:
 
 
 def forget(rt: Runtime, body: dict[str, Any]) -> None:
-    """A pool was deleted: drop its clocks and lock, and resume what its restart had paused.
+    """A pool was deleted: drop its clocks and lock, and lift what its restart had paused.
 
     Without a finalizer the operator cannot act before the pool is gone, only after (it sees
-    the DELETED event when it runs). A pool deleted mid-restart had paused its queues with our
-    marker; those pauses are lifted here. A pool deleted while the operator was down leaves
-    them: `finex workers resume --worker QUEUE` (docs/runbook.md) lifts them by hand.
+    the DELETED event when it runs). A pool deleted mid-restart had paused its queues under the
+    restart's holder name; those holds are lifted here (nobody else's). A pool deleted while
+    the operator was down leaves them: `finex workers resume --worker QUEUE` (docs/runbook.md)
+    lifts them by hand, and QueuePausedTooLong says so.
     """
     meta = body.get("metadata") or {}
     uid = meta.get("uid", "")
@@ -243,11 +252,12 @@ def forget(rt: Runtime, body: dict[str, Any]) -> None:
             rt.api, meta["namespace"], spec.redis_url.name, spec.redis_url.key
         )
         conn = rt.redis_for(url)
-        for queue in spec.queue_names:
-            if (control.paused_by(conn, queue) or "").startswith(PAUSED_BY):
-                control.resume(conn, queue)
-                log.info("pool %s/%s was deleted mid-restart: resumed %s", meta["namespace"],
-                         meta["name"], queue)  # fmt: skip
+        restart = (body.get("status") or {}).get("restart") or {}
+        for queue in restart.get("queues") or spec.queue_names:
+            for holder in (control.Holder.OPERATOR_RESTART, control.Holder.LEGACY_OPERATOR):
+                if control.release(conn, queue, by=holder):
+                    log.info("pool %s/%s was deleted mid-restart: lifted its pause of %s",
+                             meta["namespace"], meta["name"], queue)  # fmt: skip
     except (cluster.SecretError, redis.RedisError, ValueError, KeyError) as exc:
         log.warning("pool %s was deleted mid-restart; its queues may stay paused: %s",
                     meta.get("name"), exc)  # fmt: skip

@@ -87,6 +87,10 @@ class PoolSpec:
     dlq: DlqPolicy = DlqPolicy()
     drain_timeout_seconds: int = 300
     on_drain_timeout: str = "Abort"
+    #: A restart's Stopping deadline: every target Pod gone (past-grace Pods aside).
+    stop_timeout_seconds: int = 300
+    #: A restart's Starting deadline: every target Deployment's Pods Ready.
+    start_timeout_seconds: int = 600
 
     @property
     def queue_names(self) -> tuple[str, ...]:
@@ -150,4 +154,6 @@ def parse_spec(raw: Mapping[str, Any]) -> PoolSpec:
         ),
         drain_timeout_seconds=int(raw.get("drainTimeoutSeconds", 300)),
         on_drain_timeout=str(raw.get("onDrainTimeout", "Abort")),
+        stop_timeout_seconds=int(raw.get("stopTimeoutSeconds", 300)),
+        start_timeout_seconds=int(raw.get("startTimeoutSeconds", 600)),
     )

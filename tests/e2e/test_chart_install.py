@@ -175,6 +175,7 @@ ALLOWED = [
     ("list", "deployments.apps"),
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"),
+    ("delete", "deployments.apps"),  # a queue removed from spec.queues
     ("list", "pods"),
     ("patch", "pods"),
     ("get", "secrets"),
@@ -185,7 +186,6 @@ REFUSED = [
     ("create", "finexworkerpools.finex.io"),
     ("update", "finexworkerpools.finex.io"),
     ("delete", "finexworkerpools.finex.io"),
-    ("delete", "deployments.apps"),
     ("update", "deployments.apps"),
     ("deletecollection", "deployments.apps"),
     ("list", "secrets"),

@@ -233,6 +233,16 @@ BAD_SPECS: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ),
     ("no queues", lambda s: s.update(queues=[]), "should have at least 1 items"),
     (
+        "restart stop deadline 0",
+        lambda s: s.update(stopTimeoutSeconds=0),
+        "should be greater than or equal to 1",
+    ),
+    (
+        "restart start deadline above a day",
+        lambda s: s.update(startTimeoutSeconds=86401),
+        "should be less than or equal to 86400",
+    ),
+    (
         "DLQ retries above 100",
         lambda s: s.update(dlq={"maxRetries": 101}),
         "should be less than or equal to 100",

@@ -19,6 +19,7 @@ from finex_operator.planner import (
     Observed,
     Phase,
     PhaseRecord,
+    PodView,
     RestartResult,
     RestartStatus,
     desired_replicas,
@@ -27,7 +28,7 @@ from finex_operator.planner import (
 )
 from finex_operator.spec import parse_spec
 from finex_workers.cli import build_parser
-from finex_workers.control import QueueState
+from finex_workers.control import Holder, QueueState
 from finex_workers.core.settings import Settings
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -46,8 +47,17 @@ SPEC: dict[str, Any] = {
 }
 
 
-def state(q: str, *, active: int = 0, paused: bool = False, failed: int = 0) -> QueueState:
-    return QueueState(q, paused, 0, active, 0, failed, 0, 1)
+#: The holders of a pause (control.Holder): the operator's restart, spec.paused, the CLI.
+R, S, CLI = Holder.OPERATOR_RESTART, Holder.OPERATOR_SPEC, Holder.CLI
+
+
+def state(q: str, *, active: int = 0, holds: tuple[str, ...] = (), failed: int = 0) -> QueueState:
+    return QueueState(q, bool(holds), 0, active, 0, failed, 0, 1, holds=holds)
+
+
+def each(holder: str, queues: tuple[str, ...] | list[str] = QUEUES) -> list[tuple[str, str]]:
+    """(queue, holder) for each queue: what Plan.pause and Plan.resume hold."""
+    return [(q, holder) for q in queues]
 
 
 def observed(
@@ -57,12 +67,16 @@ def observed(
     annotations: dict[str, str] | None = None,
     active: int = 0,
     paused: bool = False,
+    holds: tuple[str, ...] | None = None,
     deployments: dict[str, DeploymentView] | None = None,
     pods: dict[str, int] | None = None,
+    pod_views: dict[str, list[PodView]] | None = None,
     status: dict[str, Any] | None = None,
     dlq: dict[str, list[DlqEntry]] | None = None,
     redis_ok: bool = True,
 ) -> Observed:
+    """paused=True: every queue paused by the operator's restart (holds names who else)."""
+    held = holds if holds is not None else ((R,) if paused else ())
     parsed = parse_spec(spec or SPEC)
     st: dict[str, Any] = {"observedGeneration": 1, **(status or {})}
     if restart is not None:
@@ -86,7 +100,8 @@ def observed(
         annotations=annotations or {},
         deployments=deployments,
         pods=pods if pods is not None else {q: d.replicas for q, d in deployments.items()},
-        queues={q: state(q, active=active, paused=paused) for q in QUEUES} if redis_ok else None,
+        pod_views=pod_views or {},
+        queues={q: state(q, active=active, holds=held) for q in QUEUES} if redis_ok else None,
         redis_error="" if redis_ok else "ConnectionError: refused",
         dlq=dlq or {},
     )
@@ -236,6 +251,21 @@ RESTART_TABLE = [
         None,
     ),
     (
+        "Starting waits for the controller to see the scale-up (a stale readyReplicas)",
+        observed(
+            restart=running(Phase.STARTING),
+            deployments={
+                q: DeploymentView(n, n, "", current=False)
+                for q, n in zip(QUEUES, (2, 1, 1), strict=True)
+            },
+            paused=True,
+        ),
+        "Starting",
+        [],
+        [],
+        None,
+    ),
+    (
         "Starting done when Ready",
         observed(restart=running(Phase.STARTING), paused=True),
         "Resuming",
@@ -256,12 +286,12 @@ RESTART_TABLE = [
         observed(
             spec={**SPEC, "paused": True},
             restart=running(Phase.RESUMING),
-            paused=True,
+            holds=(S, R),
             status={"pausedBySpec": True},
         ),
         "Done",
         [],
-        [],
+        list(QUEUES),  # the restart lifts its own hold; spec.paused's keeps the queues paused
         "RestartSucceeded",
     ),
     (
@@ -293,8 +323,8 @@ def test_restart_phases(
 ) -> None:
     out = plan(obs)
     assert out.status["restart"]["phase"] == phase
-    assert out.pause == pause
-    assert out.resume == resume
+    assert out.pause == each(R, pause)
+    assert out.resume == each(R, resume)
     reasons = [e.reason for e in out.events]
     if reason:
         assert reason in reasons
@@ -334,24 +364,31 @@ def test_steady_state_changes_nothing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec_paused", "paused_by_spec", "queues_paused", "pause", "resume"),
+    ("spec_paused", "paused_by_spec", "holds", "pause", "resume"),
     [
-        (True, False, False, list(QUEUES), []),
-        (True, True, True, [], []),
-        (False, True, True, [], list(QUEUES)),
-        (False, False, True, [], []),  # paused by someone else (the CLI): left alone
+        (True, False, (), list(QUEUES), []),
+        (True, True, (S,), [], []),
+        (False, True, (S,), [], list(QUEUES)),
+        (False, False, (CLI,), [], []),  # paused by someone else (the CLI): left alone
+        # spec.paused holds the queue under its own name beside the CLI's pause, so turning
+        # it off later lifts only its own hold, and the CLI's pause stays.
+        (True, False, (CLI,), list(QUEUES), []),
+        (False, True, (CLI, S), [], list(QUEUES)),
+        # ... and a restart's hold is not spec.paused's to lift.
+        (False, True, (R,), [], []),
     ],
+    ids=["pause", "held", "lift", "cli-only", "beside-cli", "lift-own-only", "restart-hold"],
 )
-def test_declarative_pause(spec_paused, paused_by_spec, queues_paused, pause, resume) -> None:
+def test_declarative_pause(spec_paused, paused_by_spec, holds, pause, resume) -> None:
     out = plan(
         observed(
             spec={**SPEC, "paused": spec_paused},
             status={"pausedBySpec": paused_by_spec},
-            paused=queues_paused,
+            holds=holds,
         )
     )
-    assert out.pause == pause
-    assert out.resume == resume
+    assert out.pause == each(S, pause)
+    assert out.resume == each(S, resume)
     assert out.status["pausedBySpec"] is spec_paused
 
 
@@ -540,6 +577,8 @@ def test_restart_status_renders_the_crd_shape() -> None:
         "finishedAt": None,
         "message": "drained",
         "pending": "",
+        "abortValue": "",
+        "abortedIn": None,
         "history": [{"phase": "Stopping", "at": "2026-01-01T12:00:00Z"}],
     }
 
@@ -683,7 +722,8 @@ def test_unknown_annotation_warning_names_the_closest_known_one() -> None:
     (event,) = out.events
     assert event.message == (
         "annotation finex.io/retry_dlq is not one the operator knows and does nothing; did you"
-        " mean finex.io/retry-dlq? the pool's annotations are finex.io/restart, finex.io/retry-dlq"
+        " mean finex.io/retry-dlq? the pool's annotations are finex.io/restart,"
+        " finex.io/abort-restart, finex.io/retry-dlq"
     )
     far = plan(observed(annotations={"finex.io/owner": "team-a"})).events[0].message
     assert "did you mean" not in far
@@ -729,3 +769,315 @@ def test_worker_deployments_carry_the_recommended_labels_beside_an_unchanged_sel
     }
     assert body["metadata"]["labels"] == want
     assert body["spec"]["template"]["metadata"]["labels"] == want
+
+
+# -- restart safety: deadlines, abort, Pods past their grace, autoscalers, own pauses ---------
+
+DEADLINES: dict[str, Any] = {**SPEC, "stopTimeoutSeconds": 120, "startTimeoutSeconds": 180}
+NOT_READY = {q: DeploymentView(1, 0, "") for q in QUEUES}
+
+# (id, observed, phase after, result, the Warning it posts or None)
+DEADLINE_TABLE = [
+    (
+        "Stopping within its deadline waits",
+        observed(spec=DEADLINES, restart=running(Phase.STOPPING, since=119), pods={"matrix": 1}),
+        "Stopping",
+        "",
+        None,
+    ),
+    (
+        "Stopping past its deadline aborts (a Pod held Terminating, KEDA scaling it back)",
+        observed(
+            spec=DEADLINES,
+            restart=running(Phase.STOPPING, since=120),
+            pods={"matrix": 1},
+            paused=True,
+        ),
+        "Resuming",
+        "Aborted",
+        "RestartTimedOut",
+    ),
+    (
+        "Starting within its deadline waits",
+        observed(spec=DEADLINES, restart=running(Phase.STARTING, since=179), deployments=NOT_READY),
+        "Starting",
+        "",
+        None,
+    ),
+    (
+        "Starting past its deadline aborts (a bad image, no capacity)",
+        observed(
+            spec=DEADLINES,
+            restart=running(Phase.STARTING, since=180),
+            deployments=NOT_READY,
+            paused=True,
+        ),
+        "Resuming",
+        "Aborted",
+        "RestartTimedOut",
+    ),
+    (
+        "Pausing without Redis past the drain deadline aborts",
+        observed(spec=DEADLINES, restart=running(Phase.PAUSING, since=60), redis_ok=False),
+        "Resuming",
+        "Aborted",
+        "RestartTimedOut",
+    ),
+    (
+        "Pausing without Redis within the drain deadline waits",
+        observed(spec=DEADLINES, restart=running(Phase.PAUSING, since=59), redis_ok=False),
+        "Pausing",
+        "",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("obs", "phase", "result", "warning"),
+    [row[1:] for row in DEADLINE_TABLE],
+    ids=[row[0] for row in DEADLINE_TABLE],
+)
+def test_every_waiting_phase_has_a_deadline(
+    obs: Observed, phase: str, result: str, warning: str | None
+) -> None:
+    out = plan(obs)
+    restart = out.status["restart"]
+    assert (restart["phase"], restart["result"]) == (phase, result)
+    warnings = [e.reason for e in out.events if e.type == "Warning"]
+    assert warnings == ([warning] if warning else [])
+    if warning:
+        assert restart["abortedIn"] == obs.status["restart"]["phase"]
+        assert "deadline" in restart["message"]
+
+
+def test_an_aborted_restart_resumes_its_own_pauses_and_reports_degraded() -> None:
+    aborted = plan(
+        observed(
+            spec=DEADLINES,
+            restart=running(Phase.STARTING, since=180),
+            deployments=NOT_READY,
+            holds=(R, CLI),
+        )
+    )
+    then = RestartStatus.from_status(aborted.status["restart"])
+    done = plan(observed(spec=DEADLINES, restart=then, deployments=NOT_READY, holds=(R, CLI)))
+    assert done.status["restart"]["phase"] == "Done"
+    assert done.status["restart"]["result"] == "Aborted"
+    assert done.resume == each(R)  # the CLI's pause is not the restart's to lift
+    assert [e.reason for e in done.events if e.type == "Warning"] == ["RestartAborted"]
+    degraded = next(c for c in done.status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RestartAborted")
+    # The next restart that succeeds clears it.
+    ok = replace(running(Phase.RESUMING, requested_value="r2"), result=RestartResult.NONE)
+    later = plan(observed(spec=DEADLINES, restart=ok, paused=True, status=done.status))
+    degraded = next(c for c in later.status["conditions"] if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("False", "AsExpected")
+
+
+def test_abort_from_stopping_scales_the_queues_back_up() -> None:
+    spec = {
+        **DEADLINES,
+        "queues": [
+            {"name": "matrix", "replicas": 2, "concurrency": 5},
+            {
+                "name": "growth",
+                "replicas": 1,
+                "concurrency": 10,
+                "maxReplicas": 2,
+                "autoscale": {"mode": "External", "minReplicas": 0},
+            },
+            {"name": "probability", "replicas": 1, "concurrency": 10},
+        ],
+    }
+    stopped = {q: DeploymentView(0, 0, "") for q in QUEUES}
+    aborting = plan(
+        observed(
+            spec=spec,
+            restart=running(Phase.STOPPING, since=120),
+            deployments=stopped,
+            pods={"matrix": 1},
+        )
+    )
+    then = RestartStatus.from_status(aborting.status["restart"])
+    assert (then.phase, then.aborted_in) == (Phase.RESUMING, Phase.STOPPING)
+    # The reconcile that aborts writes the replicas back (the Deployments follow the restart
+    # as it is after the step).
+    replicas = {b["metadata"]["name"]: b["spec"].get("replicas") for b in aborting.apply}
+    # External (KEDA) is brought back to max(1, minReplicas), as Starting would have.
+    assert replicas == {"p-matrix": 2, "p-growth": 1, "p-probability": 1}
+
+
+ABORT = "finex.io/abort-restart"
+
+
+@pytest.mark.parametrize(
+    ("restart", "value", "phase", "result", "reason"),
+    [
+        (running(Phase.DRAINING), "now", "Resuming", "Aborted", "RestartAbortRequested"),
+        (running(Phase.STOPPING), "now", "Resuming", "Aborted", "RestartAbortRequested"),
+        # A value already handled (the one present when the restart began) does nothing.
+        (running(Phase.DRAINING, abort_value="old"), "old", "Draining", "", None),
+        # Resuming is the abort path already: nothing to abort.
+        (running(Phase.RESUMING), "now", "Done", "Succeeded", None),
+    ],
+    ids=["draining", "stopping", "handled", "resuming"],
+)
+def test_abort_annotation_aborts_a_running_restart_once(
+    restart: RestartStatus, value: str, phase: str, result: str, reason: str | None
+) -> None:
+    out = plan(
+        observed(
+            restart=restart,
+            annotations={RESTART_ANNOTATION_KEY: "r1", ABORT: value},
+            active=1,
+            pods={},
+            paused=True,
+        )
+    )
+    got = out.status["restart"]
+    assert (got["phase"], got["result"]) == (phase, result)
+    assert got["abortValue"] == value
+    reasons = [e.reason for e in out.events]
+    assert "UnknownAnnotation" not in reasons
+    if reason:
+        assert reason in reasons
+
+
+RESTART_ANNOTATION_KEY = "finex.io/restart"
+
+
+def test_abort_annotation_also_drops_the_restart_queued_behind() -> None:
+    restart = running(Phase.DRAINING, pending="r2")
+    annotations = {RESTART_ANNOTATION_KEY: "r2", ABORT: "a1"}
+    out = plan(observed(restart=restart, annotations=annotations, active=1, paused=True))
+    then = RestartStatus.from_status(out.status["restart"])
+    assert then.pending == ""
+    done = plan(observed(restart=then, annotations=annotations, paused=True))
+    again = RestartStatus.from_status(done.status["restart"])
+    assert again.phase is Phase.DONE
+    nothing = plan(observed(restart=again, annotations=annotations))
+    assert nothing.status["restart"]["phase"] == "Done"  # r2 was handled by the abort
+
+
+def test_an_abort_value_set_before_a_restart_is_its_baseline() -> None:
+    annotations = {RESTART_ANNOTATION_KEY: "r2", ABORT: "a1"}
+    out = plan(observed(restart=running(Phase.DONE), annotations=annotations))
+    assert out.status["restart"]["phase"] == "Pausing"
+    assert out.status["restart"]["abortValue"] == "a1"
+
+
+def _pod(name: str, *, gone_in: float | None = None) -> PodView:
+    """A Pod; gone_in: terminating, its grace ending that many seconds from NOW (< 0: past)."""
+    if gone_in is None:
+        return PodView(name)
+    return PodView(name, terminating=True, deletion_deadline=NOW + timedelta(seconds=gone_in))
+
+
+@pytest.mark.parametrize(
+    ("views", "phase"),
+    [
+        ({"matrix": [_pod("a", gone_in=-31)]}, "Starting"),  # a lost node, or a finalizer
+        ({"matrix": [_pod("a", gone_in=-5)]}, "Stopping"),  # the kubelet may still report
+        ({"matrix": [_pod("a", gone_in=20)]}, "Stopping"),  # within its grace
+        ({"matrix": [_pod("a")]}, "Stopping"),  # not even deleted yet
+    ],
+    ids=["past-grace", "just-past", "within-grace", "running"],
+)
+def test_stopping_does_not_wait_for_pods_past_their_grace(
+    views: dict[str, list[PodView]], phase: str
+) -> None:
+    stopped = {q: DeploymentView(0, 0, "") for q in QUEUES}
+    obs = observed(
+        restart=running(Phase.STOPPING),
+        deployments=stopped,
+        pods={q: len(v) for q, v in views.items()},
+        pod_views=views,
+        paused=True,
+    )
+    out = plan(obs)
+    assert out.status["restart"]["phase"] == phase
+    if phase == "Starting":
+        assert any("past their grace" in e.message for e in out.events)
+
+
+def test_stopping_scales_back_to_zero_a_deployment_an_autoscaler_raised() -> None:
+    restart = running(Phase.STOPPING, queues=("matrix",))
+    parsed = parse_spec(SPEC)
+    body = builders.deployment(
+        pool="p", uid="u", spec=parsed, queue="matrix", replicas=0, grace_margin=30
+    )
+    same = body["metadata"]["annotations"][builders.HASH_ANNOTATION]
+    base = observed(restart=restart, paused=True)
+    deployments = {**base.deployments, "matrix": DeploymentView(3, 3, same)}  # KEDA set 3
+    out = plan(replace(base, deployments=deployments, pods={"matrix": 3}))
+    replicas = {b["metadata"]["name"]: b["spec"]["replicas"] for b in out.apply}
+    assert replicas == {"p-matrix": 0}
+
+
+def _without_probability(**extra: Any) -> Observed:
+    """The pool after probability left spec.queues: its Deployment and paused queue remain."""
+    obs = observed(**extra)
+    states = dict(obs.queues or {})
+    states["probability"] = state("probability", holds=(R, S))
+    spec = parse_spec({**SPEC, "queues": SPEC["queues"][:2]})
+    return replace(obs, spec=spec, queues=states)
+
+
+def test_a_removed_queue_is_scaled_to_zero_then_deleted_and_its_pause_lifted() -> None:
+    running_dep = _without_probability()
+    assert "probability" in running_dep.deployments  # left behind by the spec change
+    out = plan(running_dep)
+    assert out.scale == {"p-probability": 0}
+    assert out.delete == []
+    assert out.resume == [("probability", R), ("probability", S)]
+    assert "QueueRemoved" in [e.reason for e in out.events]
+    assert next(e for e in out.events if e.reason == "QueueRemoved").type == "Normal"
+
+    draining = replace(
+        running_dep,
+        deployments={**running_dep.deployments, "probability": DeploymentView(0, 0, "")},
+        pods={**running_dep.pods, "probability": 1},
+    )
+    out = plan(draining)
+    assert (out.scale, out.delete) == ({}, [])  # its Pods finish their jobs first
+
+    lifted = {**(draining.queues or {}), "probability": state("probability")}
+    held = replace(draining, pods={**draining.pods, "probability": 0})
+    assert plan(held).delete == []  # not before Redis shows the pauses lifted
+    gone = replace(held, queues=lifted)
+    out = plan(gone)
+    assert (out.scale, out.delete) == ({}, ["p-probability"])
+    assert "DeploymentDeleted" in [e.reason for e in out.events]
+    # It never enters the pool's status or its budget.
+    assert [q["name"] for q in out.status["queues"]] == ["matrix", "growth"]
+
+
+def test_a_queue_removed_mid_restart_is_dropped_from_it_and_resumed() -> None:
+    obs = _without_probability(restart=running(Phase.DRAINING), paused=True)
+    out = plan(obs)
+    assert ("probability", R) in out.resume
+    assert ("probability", R) not in out.pause
+
+
+def test_the_restart_resumes_only_the_pauses_it_set() -> None:
+    # Pausing: a queue the CLI paused already still gets the restart's own hold.
+    out = plan(observed(restart=running(Phase.PAUSING), holds=(CLI,)))
+    assert out.pause == each(R)
+    # Resuming: the restart lifts its hold; the CLI's pause (taken before or during) stays.
+    out = plan(observed(restart=running(Phase.RESUMING), holds=(CLI, R)))
+    assert out.resume == each(R)
+    # A queue whose hold the restart no longer has (someone resumed it by hand): nothing.
+    out = plan(observed(restart=running(Phase.RESUMING), holds=(CLI,)))
+    assert out.resume == []
+
+
+def test_a_pause_an_earlier_operator_wrote_is_lifted_by_the_operator() -> None:
+    """Before holders, the operator wrote "finex-operator" for both of its pauses."""
+    legacy = Holder.LEGACY_OPERATOR
+    out = plan(observed(status={"pausedBySpec": True}, holds=(legacy,)))
+    assert out.resume == each(legacy)  # spec.paused is false and no restart runs
+    out = plan(observed(restart=running(Phase.STOPPING), holds=(legacy,), pods={}))
+    assert out.resume == []  # a running restart may hold it: its Resuming lifts it
+    out = plan(observed(restart=running(Phase.RESUMING), holds=(legacy,)))
+    assert out.resume == each(legacy)

@@ -9,11 +9,15 @@ on the same world gives the same plan.
 One module per concern:
 
 - model: Observed, Plan, Event and the views of Deployments and DLQ jobs;
-- annotations: finex.io/restart and finex.io/retry-dlq, and how their values name queues;
+- annotations: finex.io/restart, finex.io/abort-restart and finex.io/retry-dlq, and how their
+  values name queues;
 - restart_status: status.restart as a typed, frozen RestartStatus (Phase, RestartResult);
-- restart: the restart's state machine, at most one phase per reconcile; its state lives only
-  in status.restart, so an operator killed in any phase picks up where the last one stopped;
-- pause: the declarative pause (spec.paused);
+- restart: the restart's state machine, at most one phase per reconcile, with a deadline per
+  phase and an abort path; its state lives only in status.restart, so an operator killed in
+  any phase picks up where the last one stopped;
+- pods: which Pods a restart's Stopping still waits for (not those stuck past their grace);
+- pause: the declarative pause (spec.paused), under its own holder name;
+- removal: a queue removed from spec.queues (its Deployment scaled to 0, then deleted);
 - dlq: the DLQ retry policy and parking;
 - autoscale: each queue's replicas from its demand (or fixed, or left to an HPA/KEDA);
 - deletion_cost: which Pods a scale-in removes (pod-deletion-cost: idle first);

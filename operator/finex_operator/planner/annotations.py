@@ -15,10 +15,12 @@ from finex_workers.core.names import QUEUE_NAMES
 
 #: A new value starts one safe restart (docs/operator.md, "Safe restart").
 RESTART_ANNOTATION: Final = "finex.io/restart"
+#: A new value aborts the running restart (docs/operator.md, "Deadlines and abort").
+ABORT_RESTART_ANNOTATION: Final = "finex.io/abort-restart"
 #: A new value retries the whole DLQ of the queues it names, parked jobs included.
 RETRY_DLQ_ANNOTATION: Final = "finex.io/retry-dlq"
 #: The annotations a user may set.
-USER_ANNOTATIONS: Final = (RESTART_ANNOTATION, RETRY_DLQ_ANNOTATION)
+USER_ANNOTATIONS: Final = (RESTART_ANNOTATION, ABORT_RESTART_ANNOTATION, RETRY_DLQ_ANNOTATION)
 
 PREFIX: Final = "finex.io/"
 #: kopf's own names under the finex.io/ prefix: its managed marker, the diff base, the touch key

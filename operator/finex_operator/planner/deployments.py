@@ -44,6 +44,8 @@ def plan_deployments(
         if (
             dep is None
             or dep.spec_hash != body["metadata"]["annotations"][builders.HASH_ANNOTATION]
+            # Held at 0 by a restart's Stopping, raised again by someone else (KEDA, HPA).
+            or (want == 0 and dep.replicas != 0)
         ):
             plan.apply.append(body)
         expect = want if want is not None else (dep.replicas if dep else 1)

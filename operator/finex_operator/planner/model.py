@@ -19,6 +19,9 @@ class DeploymentView:
     replicas: int
     ready_replicas: int
     spec_hash: str
+    #: The Deployment controller has seen the latest spec (status.observedGeneration >=
+    #: metadata.generation), so ready_replicas is about the replicas written last.
+    current: bool = True
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class PodView:
     #: The controller.kubernetes.io/pod-deletion-cost annotation as set, None when absent.
     deletion_cost: str | None = None
     terminating: bool = False
+    #: metadata.deletionTimestamp: when its grace period ends (None: not being deleted).
+    deletion_deadline: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,13 @@ class Plan:
     #: Pods whose controller.kubernetes.io/pod-deletion-cost to set, set before `apply`.
     pod_costs: dict[str, int] = field(default_factory=dict)
     apply: list[dict[str, Any]] = field(default_factory=list)
-    pause: list[str] = field(default_factory=list)
-    resume: list[str] = field(default_factory=list)
+    #: Deployments to scale (name -> replicas): a removed queue's, to 0 before its deletion.
+    scale: dict[str, int] = field(default_factory=dict)
+    #: Deployments to delete (a removed queue's, once its Pods are gone).
+    delete: list[str] = field(default_factory=list)
+    #: (queue, holder) pauses to take and to lift (control.Holder): each party lifts only its own.
+    pause: list[tuple[str, str]] = field(default_factory=list)
+    resume: list[tuple[str, str]] = field(default_factory=list)
     retry_dlq: dict[str, list[str] | None] = field(default_factory=dict)  # None: the whole DLQ
     sweep: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)

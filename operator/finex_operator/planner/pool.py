@@ -9,6 +9,7 @@ from finex_operator.planner.deployments import plan_deployments
 from finex_operator.planner.dlq import plan_dlq
 from finex_operator.planner.model import Event, Observed, Plan
 from finex_operator.planner.pause import plan_pause
+from finex_operator.planner.removal import plan_removals
 from finex_operator.planner.restart import plan_restart
 from finex_operator.planner.status import build_status, queue_entries
 from finex_operator.reasons import EventReason
@@ -31,6 +32,7 @@ def plan(obs: Observed) -> Plan:
     decisions = decide_pool(obs)
     plan_deletion_costs(obs, out)
     not_ready = plan_deployments(obs, out, restart, decisions)
+    plan_removals(obs, out)
     out.status = build_status(
         obs,
         restart=restart,

@@ -71,6 +71,11 @@ class RestartStatus:
     message: str = ""
     #: The latest value annotated while this restart runs; "" when none.
     pending: str = ""
+    #: The finex.io/abort-restart value last handled: a different one aborts a running restart.
+    abort_value: str = ""
+    #: The phase an aborted restart left for Resuming (a deadline or finex.io/abort-restart);
+    #: None when it was not aborted.
+    aborted_in: Phase | None = None
     history: tuple[PhaseRecord, ...] = ()
 
     @classmethod
@@ -86,6 +91,8 @@ class RestartStatus:
             finished_at=parse_time(status.get("finishedAt")),
             message=str(status.get("message") or ""),
             pending=str(status.get("pending") or ""),
+            abort_value=str(status.get("abortValue") or ""),
+            aborted_in=_enum(Phase, status.get("abortedIn")),
             history=tuple(_records(status.get("history"))),
         )
 
@@ -101,6 +108,8 @@ class RestartStatus:
             "finishedAt": _time_or_none(self.finished_at),
             "message": self.message,
             "pending": self.pending,
+            "abortValue": self.abort_value,
+            "abortedIn": self.aborted_in.value if self.aborted_in is not None else None,
             "history": [{"phase": r.phase.value, "at": format_time(r.at)} for r in self.history],
         }
 
@@ -113,12 +122,6 @@ class RestartStatus:
         """A copy that has moved to phase at now, with the move in its history."""
         history = (*self.history, PhaseRecord(phase, now))[-HISTORY_LIMIT:]
         return replace(self, phase=phase, phase_started_at=now, message=message, history=history)
-
-    def holds(self) -> frozenset[str]:
-        """Queues this restart keeps paused (the declarative pause must not resume them)."""
-        if self.phase in (Phase.DONE, Phase.RESUMING, None):
-            return frozenset()
-        return frozenset(self.queues)
 
 
 def _enum(kind: type[_E], value: object) -> _E | None:

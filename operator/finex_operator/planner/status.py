@@ -95,6 +95,10 @@ def conditions(
         degraded = Condition(
             ConditionType.DEGRADED, "True", ConditionReason.REDIS_UNAVAILABLE, obs.redis_error
         )
+    elif restart is not None and not restart.running and restart.result is RestartResult.ABORTED:
+        degraded = Condition(
+            ConditionType.DEGRADED, "True", ConditionReason.RESTART_ABORTED, restart.message
+        )
     elif parked_total:
         degraded = Condition(
             ConditionType.DEGRADED,

@@ -30,7 +30,7 @@ class RestartReport:
     """What ``restart`` did to one queue (the ``--json`` fields, docs/cli.md)."""
 
     queue: str
-    #: The queue was paused before the restart began; it is left paused.
+    #: The queue was paused by someone else before the restart began; it is left paused.
     was_paused: bool = False
     #: Active jobs when the drain began.
     active_at_pause: int = 0
@@ -83,10 +83,15 @@ def restart_queue(
     start_timeout: float,
     say: Say,
 ) -> RestartReport:
-    """Run the safe restart on one queue; the queue is resumed whatever the outcome, unless
-    it was paused before."""
+    """Run the safe restart on one queue; its pause is lifted whatever the outcome.
+
+    The restart pauses under its own holder name and lifts only that, so a pause someone else
+    holds (taken before or during the restart) keeps the queue paused: the operator's restart
+    does the same (control.pausing).
+    """
     report = RestartReport(queue)
-    report.was_paused = not control.pause(conn, queue, by="finex workers restart")
+    report.was_paused = control.is_paused(conn, queue)
+    control.pause(conn, queue, by=control.Holder.CLI_RESTART)
     say("paused" if not report.was_paused else "was already paused (will stay paused)")
     try:
         report.active_at_pause = control.active_jobs(conn, queue)
@@ -136,6 +141,7 @@ def restart_queue(
             )
         return report
     finally:
-        if not report.was_paused:
-            report.resumed = control.resume(conn, queue)
-            say("resumed")
+        control.release(conn, queue, by=control.Holder.CLI_RESTART)
+        report.resumed = not control.is_paused(conn, queue)
+        others = control.paused_by(conn, queue)
+        say("resumed" if report.resumed else f"left paused: still held by {others}")

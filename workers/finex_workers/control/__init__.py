@@ -3,7 +3,7 @@
 One implementation of each step, in modules named for what they hold:
 
 - :mod:`.state`: read models (``queue_state``, live workers, running jobs)
-- :mod:`.pausing`: pause, resume, and asking workers to stop
+- :mod:`.pausing`: pause and release under a holder's name, resume, asking workers to stop
 - :mod:`.recovery`: ``clean_stuck_jobs``, for jobs whose worker died
 - :mod:`.dlq`: list, retry and empty the dead-letter queue
 - :mod:`.scripts`: the Lua scripts in ``lua/``, including the one "put back at the head"
@@ -22,10 +22,13 @@ from finex_workers.control.dlq import (
     retry_dlq,
 )
 from finex_workers.control.pausing import (
+    Holder,
     StopReport,
+    holds,
     is_paused,
     pause,
     paused_by,
+    release,
     resume,
     stop_workers,
 )
@@ -37,6 +40,7 @@ __all__ = [
     "CleanReport",
     "DeadJob",
     "DlqSummary",
+    "Holder",
     "Progress",
     "QueueState",
     "StopReport",
@@ -45,12 +49,14 @@ __all__ = [
     "dlq_retries_key",
     "dlq_summaries",
     "empty_dlq",
+    "holds",
     "is_paused",
     "list_dlq",
     "live_workers",
     "pause",
     "paused_by",
     "queue_state",
+    "release",
     "resume",
     "retry_dlq",
     "return_for_outage",

@@ -19,6 +19,7 @@ from rq.registry import (
 )
 from rq.worker import BaseWorker
 
+from finex_workers.control import pausing
 from finex_workers.core.keys import paused_key, stats_key
 from finex_workers.infra.redisconn import get_queue
 from finex_workers.infra.rqkeys import active_bounds
@@ -41,6 +42,10 @@ class QueueState:
     outages: int = 0
     #: The last such outage: "<service> at <ISO time>", or "".
     last_outage: str = ""
+    #: Who holds the pause (control.Holder names, sorted); () when not paused.
+    holds: tuple[str, ...] = ()
+    #: Seconds since the oldest hold began; 0.0 when not paused (QueuePausedTooLong's metric).
+    paused_seconds: float = 0.0
 
     @property
     def demand(self) -> int:
@@ -68,6 +73,8 @@ def queue_state(conn: redis.Redis, queue: str) -> QueueState:
     pipe.hmget(stats_key(queue), ["completed", "outages", "last_outage"])
     paused, waiting, active, scheduled, deferred, failed, counters = pipe.execute()
     completed, outages, last_outage = counters
+    held = pausing.holds(conn, queue) if paused else {}
+    since = min(held.values(), default=None)
     return QueueState(
         queue=queue,
         paused=bool(paused),
@@ -79,6 +86,8 @@ def queue_state(conn: redis.Redis, queue: str) -> QueueState:
         workers=len(live_workers(conn, queue)),
         outages=int(outages or 0),
         last_outage=last_outage.decode() if last_outage else "",
+        holds=tuple(sorted(held)),
+        paused_seconds=max(0.0, time.time() - since.timestamp()) if since else 0.0,
     )
 
 

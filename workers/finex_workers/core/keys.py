@@ -11,7 +11,10 @@ PREFIX = "finex:"
 
 
 def paused_key(queue: str) -> str:
-    """Present while the queue is paused; the value says who paused it and when."""
+    """Present while the queue is paused: a hash of holder -> since when (control.pausing).
+
+    Workers and claim.lua only test that it EXISTS; Redis deletes it with its last holder.
+    """
     return f"{PREFIX}paused:{queue}"
 
 

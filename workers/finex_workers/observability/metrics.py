@@ -124,6 +124,12 @@ class QueueCollector(Collector):
             ),
             GaugeMetricFamily("finex_queue_paused", "1 while the queue is paused.", labels=label),
             GaugeMetricFamily(
+                "finex_queue_paused_seconds",
+                "Seconds since the queue's oldest pause began, whoever holds it (the CLI, a "
+                "restart, spec.paused); 0 when it is not paused. QueuePausedTooLong fires on it.",
+                labels=label,
+            ),
+            GaugeMetricFamily(
                 "finex_queue_demand",
                 "Jobs that need a worker now or soon: waiting + active + delayed. What the "
                 "operator autoscales on; the target for an HPA or a KEDA prometheus trigger.",
@@ -162,8 +168,9 @@ class QueueCollector(Collector):
         )
 
     def collect(self) -> Iterable[Metric]:
-        jobs, paused, demand, workers, oldest, completed, failed, outages, refused = (
-            self._families()
+        families = self._families()
+        (jobs, paused, paused_age, demand, workers, oldest, completed, failed, outages, refused) = (
+            families
         )
         conn = self._redis()
         for queue in self.queues:
@@ -179,6 +186,7 @@ class QueueCollector(Collector):
             for state_name in JOB_STATES:
                 jobs.add_metric([queue, state_name], counts[state_name])
             paused.add_metric([queue], 1.0 if s.paused else 0.0)
+            paused_age.add_metric([queue], s.paused_seconds)
             demand.add_metric([queue], s.demand)
             workers.add_metric([queue], s.workers)
             oldest.add_metric([queue], snap.oldest_active_age)
@@ -186,7 +194,7 @@ class QueueCollector(Collector):
             failed.add_metric([queue], snap.failed_total)
             outages.add_metric([queue], s.outages)
             refused.add_metric([queue], 1.0 if snap.config_error else 0.0)
-        return [jobs, paused, demand, workers, oldest, completed, failed, outages, refused]
+        return list(families)
 
 
 def build_info(registry: CollectorRegistry) -> Gauge:
