@@ -82,7 +82,7 @@ def _observe_redis(
     states = {q: control.queue_state(conn, q) for q in spec.queue_names}
     dlq = {
         q: [
-            DlqEntry(j.id, j.dlq_retries, j.failed_at)
+            DlqEntry(j.id, j.dlq_retries, j.failed_at, j.quarantined)
             for j in control.dlq_summaries(conn, q, limit=rt.settings.dlq_scan_limit)
         ]
         for q in spec.queue_names

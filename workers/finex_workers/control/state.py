@@ -41,6 +41,10 @@ class QueueState:
     outages: int = 0
     #: The last such outage: "<service> at <ISO time>", or "".
     last_outage: str = ""
+    #: Jobs quarantined in the DLQ (they crashed their worker max_crashes times), lifetime.
+    quarantined: int = 0
+    #: The last one: "<job id> (<kind>: <detail>)", or "".
+    last_quarantined: str = ""
 
     @property
     def demand(self) -> int:
@@ -65,9 +69,11 @@ def queue_state(conn: redis.Redis, queue: str) -> QueueState:
     pipe.zcard(ScheduledJobRegistry(queue, conn).key)
     pipe.zcard(DeferredJobRegistry(queue, conn).key)
     pipe.zcard(FailedJobRegistry(queue, conn).key)
-    pipe.hmget(stats_key(queue), ["completed", "outages", "last_outage"])
+    pipe.hmget(
+        stats_key(queue), ["completed", "outages", "last_outage", "quarantined", "last_quarantined"]
+    )
     paused, waiting, active, scheduled, deferred, failed, counters = pipe.execute()
-    completed, outages, last_outage = counters
+    completed, outages, last_outage, quarantined, last_quarantined = counters
     return QueueState(
         queue=queue,
         paused=bool(paused),
@@ -79,6 +85,8 @@ def queue_state(conn: redis.Redis, queue: str) -> QueueState:
         workers=len(live_workers(conn, queue)),
         outages=int(outages or 0),
         last_outage=last_outage.decode() if last_outage else "",
+        quarantined=int(quarantined or 0),
+        last_quarantined=last_quarantined.decode() if last_quarantined else "",
     )
 
 

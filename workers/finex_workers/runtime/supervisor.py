@@ -72,6 +72,8 @@ class _Slot:
     done: bool = False
     #: This worker's cell in the supervisor's Deadlines (workers only).
     cell: int = -1
+    #: The supervisor SIGKILLed it for overrunning its job's deadline (the crash's reason).
+    overdue: bool = False
 
 
 @dataclass
@@ -186,6 +188,7 @@ class Supervisor:
                     slot.queue,
                 )
                 self._deadlines.set(slot.cell, 0.0)
+                slot.overdue = True
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(slot.pid, signal.SIGKILL)
 
@@ -285,6 +288,9 @@ class Supervisor:
 
                 multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
             code = os.waitstatus_to_exitcode(status)
+            overdue, slot.overdue = slot.overdue, False
+            if code != 0 and slot.kind == "worker":  # also while stopping: its job is abandoned
+                self._recover_crashed(slot, pid, code, overdue=overdue)
             if code == 0 and self.respawn_stopped and slot.kind == "worker" and not self.stopping:
                 log.info("worker %d (%s) stopped; starting a fresh one", pid, slot.queue)
                 slot.restart_at = time.monotonic() + RESTART_BACKOFF[0]
@@ -302,6 +308,44 @@ class Supervisor:
                 "worker %d (%s) died with %d; restarting in %.1fs", pid, slot.queue, code, delay
             )
 
+    def _recover_crashed(self, slot: _Slot, pid: int, code: int, *, overdue: bool) -> None:
+        """Recover the job of a worker child that just died abnormally, now, with the reason.
+
+        The supervisor reaps its children every 0.1 s, so it knows of a death (and its exit
+        status) at once; the sweep would find the job only at its next round (its dead pid), or
+        after FINEX_WORKER_TTL from another host. The same atomic script as the sweep's, whose
+        ZREM is the claim: the job is recovered once whoever comes first. A child that held no
+        job (a crash between jobs) costs one registry read.
+        """
+        from finex_workers import control
+        from finex_workers.infra.reachability import describe
+        from finex_workers.infra.redisconn import redis_from_url
+        from finex_workers.runtime.worker import worker_name
+
+        prefix = worker_name(slot.queue, pid).rpartition("-")[0] + "-"
+        crash = control.Crash.of_exit(prefix, code, overdue=overdue)
+        try:
+            conn = redis_from_url(self.settings.redis_url)
+            try:
+                report = control.clean_stuck_jobs(
+                    conn, slot.queue, max_crashes=self.settings.max_crashes, dead_worker=crash
+                )
+            finally:
+                conn.close()
+        except Exception as exc:  # the sweep recovers the job later (its pid is gone)
+            unreachable = describe(exc, self.settings)
+            log.error("recovering the job of worker %d failed: %s", pid, unreachable or exc)
+            return
+        for job_id in report.requeued + report.dead_lettered:
+            log.warning(
+                "worker %d (%s) died (%s); its job %s was recovered at once: %s",
+                pid,
+                slot.queue,
+                crash,
+                job_id,
+                report.reasons.get(job_id, ""),
+            )
+
     def _sweep(self) -> None:
         from finex_workers import control
         from finex_workers.infra.reachability import describe
@@ -310,7 +354,9 @@ class Supervisor:
         try:
             conn = redis_from_url(self.settings.redis_url)
             for queue in self.queues:
-                report = control.clean_stuck_jobs(conn, queue)
+                report = control.clean_stuck_jobs(
+                    conn, queue, max_crashes=self.settings.max_crashes
+                )
                 if report.requeued or report.dead_lettered:
                     log.warning("recovered abandoned jobs on %s: %s", queue, report)
             conn.close()
