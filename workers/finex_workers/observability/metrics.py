@@ -198,8 +198,9 @@ class QueueCollector(Collector):
             failed.add_metric([queue], snap.failed_total)
             outages.add_metric([queue], s.outages)
             refused.add_metric([queue], 1.0 if snap.config_error else 0.0)
-            for kind, count in snap.quarantined.items():
-                quarantined.add_metric([queue, kind], count)
+            # Every kind, 0 included: a series that starts at 1 would hide its first increase.
+            for kind in CRASH_KINDS:
+                quarantined.add_metric([queue, kind], snap.quarantined.get(kind, 0))
         return [
             jobs, paused, demand, workers, oldest, completed, failed, outages, quarantined, refused,
         ]  # fmt: skip
