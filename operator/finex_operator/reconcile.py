@@ -153,7 +153,8 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
     if todo.sweep:
         rt.last_sweep[body["metadata"]["uid"]] = time.monotonic()
     for q in todo.sweep:
-        report = control.clean_stuck_jobs(conn, q)
+        max_crashes = parse_spec(body["spec"]).max_crashes
+        report = control.clean_stuck_jobs(conn, q, max_crashes=max_crashes)
         if report.requeued or report.dead_lettered:
             reasons = "; ".join(f"{j}: {r}" for j, r in list(report.reasons.items())[:5])
             after.append(

@@ -192,7 +192,7 @@ class Crash:
     @classmethod
     def of_exit(cls, worker: str, code: int, *, overdue: bool = False) -> Crash:
         """The crash of a child whose exit code (os.waitstatus_to_exitcode) the supervisor saw."""
-        host = worker.split(".")[1] if worker.count(".") >= 2 else "?"
+        host = worker.split(".", 1)[-1].rpartition(".")[0] or "?"  # <queue>.<host>.<pid>-
         where = f"worker {worker.rstrip('-')} on {host}"
         if overdue:
             return cls("timeout", f"ran past its timeout + margin, SIGKILLed; {where}", worker)
