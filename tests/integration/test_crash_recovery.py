@@ -115,3 +115,47 @@ def test_a_job_that_kills_its_worker_is_quarantined_after_n_crashes(
     text = generate_latest(exporter_registry(lambda: redis_conn, ["growth"])).decode()
     assert 'finex_jobs_quarantined_total{queue="growth",reason="signal"} 1.0' in text
     assert took < 20  # three crashes, each recovered at once (the TTL is 60 s)
+
+
+def test_a_dead_containers_jobs_only_and_once(redis_conn) -> None:
+    """What the operator does for a Pod whose worker container was OOMKilled: the jobs of the
+    workers named after that Pod, started before the container finished, go back at once; the
+    jobs of the container the kubelet restarted in its place (same name prefix, started later)
+    stay; a second report of the same death recovers nothing more."""
+    from finex_workers.infra import rqkeys
+
+    q = get_queue("growth", redis_conn)
+    started = StartedJobRegistry("growth", redis_conn)
+    died_at = time.time()
+    for job_id, worker, created in (
+        ("old", "growth.pod-a.41-aaaaaa", died_at - 30),  # the dead container's
+        ("new", "growth.pod-a.41-bbbbbb", died_at + 5),  # the restarted container's
+        ("other", "growth.pod-b.41-cccccc", died_at - 30),  # another Pod's
+    ):
+        job = q.create_job("finex_workers.runtime.jobs.noop_job", job_id=job_id)
+        job.retries_left = 3
+        job.save()
+        redis_conn.hset(job.key, "status", "started")
+        composite = f"{job_id}:exec"
+        redis_conn.hset(
+            rqkeys.execution_key(composite), mapping={"worker_name": worker, "created_at": created}
+        )
+        redis_conn.zadd(started.key, {composite: time.time() + 600})  # heartbeats still fresh
+    crash = control.Crash(
+        "oom",
+        "worker container of Pod pod-a OOMKilled (exit code 137)",
+        worker="growth.pod-a.",
+        before=died_at + 1,
+    )
+    report = control.clean_stuck_jobs(redis_conn, "growth", dead_worker=crash)
+    assert report.requeued == ["old"]
+    assert redis_conn.lrange(q.key, 0, -1) == [b"old"]
+    assert redis_conn.hget(Job.key_for("old"), "finex_last_crash") == str(crash).encode()
+    assert redis_conn.hget(Job.key_for("old"), "retries_left") == b"3"  # no attempt used
+    assert sorted(m.decode() for m in redis_conn.zrange(started.key, 0, -1)) == [
+        "new:exec",
+        "other:exec",
+    ]
+    again = control.clean_stuck_jobs(redis_conn, "growth", dead_worker=crash)
+    assert (again.requeued, again.dead_lettered) == ([], [])
+    assert redis_conn.llen(q.key) == 1

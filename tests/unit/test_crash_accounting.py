@@ -51,3 +51,47 @@ def test_max_crashes_defaults_to_three_and_reaches_the_workers() -> None:
             for e in body["spec"]["template"]["spec"]["containers"][0]["env"]
         }
         assert env["FINEX_MAX_CRASHES"] == want
+
+
+def _pod(state: dict, last: dict | None = None, container: str = "worker") -> dict:
+    return {
+        "metadata": {
+            "name": "p-growth-7d9f-x2k",
+            "uid": "u1",
+            "labels": {"finex.io/pool": "p", "finex.io/queue": "growth"},
+        },
+        "status": {
+            "containerStatuses": [
+                {"name": container, "state": state, "lastState": last or {}, "restartCount": 1}
+            ]
+        },
+    }
+
+
+def _terminated(code: int, reason: str, at: str = "2026-12-07T17:00:00Z") -> dict:
+    return {
+        "terminated": {"exitCode": code, "reason": reason, "finishedAt": at, "containerID": "c"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod", "kinds"),
+    [
+        (_pod({"running": {}}), []),
+        (_pod({"running": {}}, _terminated(137, "OOMKilled")), ["oom"]),
+        (_pod({"running": {}}, _terminated(137, "Error")), ["signal"]),
+        (_pod(_terminated(2, "Error")), ["exit"]),
+        (_pod(_terminated(0, "Completed")), []),  # the supervisor's end after a stop
+        (_pod({"running": {}}, _terminated(137, "OOMKilled"), container="sidecar"), []),
+    ],
+)
+def test_the_kubelets_report_of_a_worker_containers_death(pod, kinds) -> None:
+    from finex_operator.podcrash import crashes_of
+
+    found = crashes_of(pod)
+    assert [c.crash.kind for c in found] == kinds
+    for c in found:
+        assert (c.pool, c.queue) == ("p", "growth")
+        assert c.crash.worker == "growth.p-growth-7d9f-x2k."
+        assert "Pod p-growth-7d9f-x2k" in c.crash.detail
+        assert c.crash.before == 1796662801.0  # finishedAt + 1 s

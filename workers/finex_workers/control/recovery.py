@@ -97,7 +97,7 @@ def clean_stuck_jobs(
         job_id, _, execution_id = composite.partition(":")
         worker_name = text(conn.hget(rqkeys.execution_key(composite), "worker_name") or b"")
         if dead_worker is not None:
-            if not worker_name.startswith(dead_worker.worker):
+            if not _held_by(conn, dead_worker, worker_name, composite):
                 continue
             reason = dead_worker.detail
         elif score < now:
@@ -178,6 +178,9 @@ class Crash:
     kind: str
     detail: str
     worker: str = ""
+    #: Only executions started before this time (epoch seconds) are the dead worker's; 0: all.
+    #: A restarted container's new workers share the old ones' prefix (``<queue>.<pod>.``).
+    before: float = 0.0
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.detail}"
@@ -203,6 +206,17 @@ class Crash:
 
 
 _SIGNALS = {s.value for s in signal.Signals}
+
+
+def _held_by(conn: redis.Redis, crash: Crash, worker_name: str, composite: str) -> bool:
+    """Whether the execution was the crashed worker's: its name prefix, started before
+    ``crash.before`` (a restarted container's new workers share the prefix, and start later)."""
+    if not worker_name.startswith(crash.worker):
+        return False
+    if not crash.before:
+        return True
+    created = conn.hget(rqkeys.execution_key(composite), "created_at")
+    return created is None or float(text(created)) <= crash.before
 
 
 def _crash_args(crash: Crash, max_crashes: int) -> list[str | int]:
