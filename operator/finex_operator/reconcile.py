@@ -165,6 +165,15 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
                     f"{len(report.dead_lettered)} ({reasons})",
                 )
             )
+        if report.quarantined:
+            after.append(
+                Event(
+                    "Warning",
+                    EventReason.JOBS_QUARANTINED,
+                    f"{q}: quarantined after {max_crashes} crashes: "
+                    + ", ".join(report.quarantined[:5]),
+                )
+            )
     return after
 
 

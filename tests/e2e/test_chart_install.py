@@ -176,6 +176,7 @@ ALLOWED = [
     ("create", "deployments.apps"),
     ("patch", "deployments.apps"),
     ("list", "pods"),
+    ("watch", "pods"),
     ("patch", "pods"),
     ("get", "secrets"),
     ("create", "events"),
