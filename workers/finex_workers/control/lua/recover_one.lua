@@ -16,9 +16,11 @@ if status == 'queued' then
   return 2
 end
 if status ~= 'started' then return 0 end
--- A crash is counted apart from the failures and uses no ordinary attempt: the job goes to the
--- tail of its queue (a job that kills its worker never blocks the jobs behind it) until its
--- crashes reach ARGV[7], then to the DLQ as quarantined (returns 3; 4: requeued after a crash).
+-- A crash is counted apart from the failures and uses no ordinary attempt: the job goes back to
+-- the head of its queue, where it was (it had been taken first), so it runs again at once even
+-- behind a backlog, until its crashes reach ARGV[7]; then to the DLQ as quarantined (returns 3;
+-- 4: requeued after a crash). A job that keeps killing its worker costs at most ARGV[7] worker
+-- restarts, while the other workers keep taking the jobs behind it.
 if ARGV[6] and ARGV[6] ~= '' then
   local crashes = redis.call('HINCRBY', KEYS[2], 'finex_crashes', 1)
   redis.call('HSET', KEYS[2], 'finex_last_crash', ARGV[6])
@@ -32,7 +34,7 @@ if ARGV[6] and ARGV[6] ~= '' then
     return 3
   end
   redis.call('HSET', KEYS[2], 'status', 'queued')
-  redis.call('RPUSH', KEYS[3], ARGV[2])
+  redis.call('LPUSH', KEYS[3], ARGV[2])
   redis.call('HINCRBY', KEYS[5], 'recovered', 1)
   return 4
 end
