@@ -2,11 +2,14 @@
 
 The supervisor forks its children before anything opens a Redis or PostgreSQL connection, and each
 child opens its own. It forwards SIGTERM/SIGINT once to every child (a warm shutdown: running jobs
-finish and commit) and waits for them. A child that dies unexpectedly is restarted with backoff;
-its abandoned job, if any, is recovered by ``clean-stuck-jobs`` (which the supervisor also runs,
-so a crash is repaired without an operator). A child that exits cleanly, because ``finex workers
-stop`` asked it to, is not restarted, unless ``--respawn-stopped`` (what ``make dev`` runs, so
-``finex workers restart`` gets fresh workers on one machine). The supervisor exits when its last
+finish and commit) and waits for them. A child that dies unexpectedly is restarted with
+backoff; its abandoned job, if any, is recovered the moment the supervisor reaps it, as a crash
+with the child's exit code or signal as the reason (``control.clean_stuck_jobs`` with
+``dead_worker``), and the 5 s sweep recovers whatever that missed (Redis down at that moment,
+workers of another host), so a crash is repaired without an operator. A child that exits
+cleanly, because ``finex workers stop`` asked it to, is not restarted, unless
+``--respawn-stopped`` (what ``make dev`` runs, so ``finex workers restart`` gets fresh workers
+on one machine). The supervisor exits when its last
 child has; in Kubernetes the kubelet then restarts the container.
 
 While Redis does not answer, the supervisor forks no worker: it waits with a capped backoff and
@@ -20,8 +23,8 @@ time is a classic source of deadlocked children (and of inherited listening sock
 
 A job that never returns to Python (stuck in C code, out of reach of RQ's SIGALRM timeout) is
 ended here: each worker writes its job's hard deadline, timeout + a margin, into memory shared
-with the supervisor, who SIGKILLs a worker past it (``runtime.backstop``); the sweep then
-recovers the job as any crashed worker's.
+with the supervisor, who SIGKILLs a worker past it (``runtime.backstop``) and then recovers the
+job at once, as a crash of kind ``timeout``.
 
 In Kubernetes the supervisor is PID 1 of the worker container (exec-form entrypoint), so the
 kubelet's SIGTERM reaches it directly.
@@ -183,7 +186,7 @@ class Supervisor:
             if slot.pid and 0 < deadline < now:
                 log.error(
                     "worker %d (%s): its job ran past its timeout and did not return to Python; "
-                    "ending the process (SIGKILL), the sweep recovers the job",
+                    "ending the process (SIGKILL); its job is recovered when it is reaped",
                     slot.pid,
                     slot.queue,
                 )
