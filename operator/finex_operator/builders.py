@@ -76,6 +76,7 @@ def worker_env(spec: PoolSpec, queue: str) -> list[dict[str, Any]]:
     env += [
         {"name": "FINEX_PG_CONNECTION_BUDGET", "value": str(concurrency)},
         {"name": "FINEX_RETRY_MAX", "value": str(spec.retry_max)},
+        {"name": "FINEX_MAX_CRASHES", "value": str(spec.max_crashes)},
         {"name": "FINEX_JOB_TIMEOUT", "value": str(spec.job_timeout_seconds)},
     ]
     if spec.retry_intervals:

@@ -19,6 +19,8 @@ from typing import Any, cast
 import kopf
 from kubernetes import client, config
 
+from finex_operator.builders import POOL_LABEL
+from finex_operator.podcrash import recover_pod
 from finex_operator.reconcile import Runtime, forget, reconcile
 from finex_operator.settings import OperatorSettings
 from finex_operator.ticker import Ticker
@@ -90,6 +92,14 @@ def changed(*, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
 def deleted(*, type: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     if type == "DELETED":
         forget(memo.runtime, dict(body))
+
+
+@kopf.on.event("", "v1", "pods", labels={POOL_LABEL: kopf.PRESENT})
+def pod_changed(*, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A pool Pod's worker container died: recover its jobs now (podcrash), not at the TTL."""
+    if "crash_seen" not in memo:
+        memo.crash_seen = set()
+    recover_pod(memo.runtime, namespace or "", dict(body), memo.crash_seen)
 
 
 @kopf.on.cleanup()

@@ -65,6 +65,11 @@ class EventReason(StrEnum):
     DEPLOYMENT_APPLIED = "DeploymentApplied"
     #: the stuck-job sweep requeued or dead-lettered jobs of dead workers (a Warning).
     STUCK_JOBS_RECOVERED = "StuckJobsRecovered"
+    #: a worker container of the pool terminated abnormally (OOMKilled, a signal, a non-zero
+    #: exit); its jobs were recovered at once, as crashes (a Warning; podcrash).
+    WORKER_CRASH_RECOVERED = "WorkerCrashRecovered"
+    #: jobs crashed their worker maxCrashes times and were quarantined in the DLQ (a Warning).
+    JOBS_QUARANTINED = "JobsQuarantined"
     #: a finex.io/ annotation the operator does not know appeared on the pool (a Warning, once).
     UNKNOWN_ANNOTATION = "UnknownAnnotation"
     #: the autoscaler raised a queue's replicas (its demand wants more); the message says why.

@@ -84,7 +84,7 @@ def _observe_redis(
     states = {q: control.queue_state(conn, q) for q in [*spec.queue_names, *removed]}
     dlq = {
         q: [
-            DlqEntry(j.id, j.dlq_retries, j.failed_at)
+            DlqEntry(j.id, j.dlq_retries, j.failed_at, j.quarantined)
             for j in control.dlq_summaries(conn, q, limit=rt.settings.dlq_scan_limit)
         ]
         for q in spec.queue_names
@@ -161,7 +161,8 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
     if todo.sweep:
         rt.last_sweep[body["metadata"]["uid"]] = time.monotonic()
     for q in todo.sweep:
-        report = control.clean_stuck_jobs(conn, q)
+        max_crashes = parse_spec(body["spec"]).max_crashes
+        report = control.clean_stuck_jobs(conn, q, max_crashes=max_crashes)
         if report.requeued or report.dead_lettered:
             reasons = "; ".join(f"{j}: {r}" for j, r in list(report.reasons.items())[:5])
             after.append(
@@ -170,6 +171,15 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
                     EventReason.STUCK_JOBS_RECOVERED,
                     f"{q}: requeued {len(report.requeued)}, dead-lettered "
                     f"{len(report.dead_lettered)} ({reasons})",
+                )
+            )
+        if report.quarantined:
+            after.append(
+                Event(
+                    "Warning",
+                    EventReason.JOBS_QUARANTINED,
+                    f"{q}: quarantined after {max_crashes} crashes: "
+                    + ", ".join(report.quarantined[:5]),
                 )
             )
     return after

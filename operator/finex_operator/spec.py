@@ -83,6 +83,8 @@ class PoolSpec:
     resources: Mapping[str, Any] = field(default_factory=dict)
     job_timeout_seconds: int = 600
     retry_max: int = 3
+    #: Crashes after which a job is quarantined (FINEX_MAX_CRASHES; 0: crash accounting off).
+    max_crashes: int = 3
     retry_intervals: tuple[int, ...] = (5, 30, 120)
     dlq: DlqPolicy = DlqPolicy()
     drain_timeout_seconds: int = 300
@@ -145,6 +147,7 @@ def parse_spec(raw: Mapping[str, Any]) -> PoolSpec:
         resources=dict(raw.get("resources") or {}),
         job_timeout_seconds=int(raw.get("jobTimeoutSeconds", 600)),
         retry_max=int(retry.get("maxRetries", 3)),
+        max_crashes=int(raw.get("maxCrashes", 3)),
         retry_intervals=tuple(int(i) for i in retry.get("intervals", (5, 30, 120))),
         dlq=DlqPolicy(
             auto_retry=bool(dlq.get("autoRetry", False)),

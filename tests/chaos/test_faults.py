@@ -64,6 +64,38 @@ def test_worker_sigkill_mid_job(trial: Trial) -> None:
     trial.record("SIGKILL of a worker mid-job", 1, end, done)
 
 
+def test_a_job_that_sigkills_its_worker_is_quarantined(trial: Trial) -> None:
+    """A job that kills its worker every time (an OOM kill's effect) runs FINEX_MAX_CRASHES
+    times, is quarantined, and the backlog behind it drains, each job once (issue 19)."""
+    from finex_workers.runtime import enqueue
+
+    trial.enqueue(JOBS // 2, hold=0.3)
+    killer = enqueue.enqueue_unique(
+        get_queue(QUEUE, trial.conn),
+        "tests.support.testjobs.kills_its_worker",
+        {"key": "chaos"},
+        "chaos-killer",
+        trial.settings,
+    ).job_id
+    trial.enqueue(JOBS // 2, hold=0.3, prefix="q")
+    trial.start_fleet()
+    start = time.monotonic()
+    failed = FailedJobRegistry(QUEUE, trial.conn)
+    wait_for("the killer quarantined", lambda: killer in failed.get_job_ids(), timeout=120)
+    quarantined_at = time.monotonic()
+    crashes, reason = trial.conn.hmget(f"rq:job:{killer}", ["finex_crashes", "finex_quarantined"])
+    assert int(crashes or 0) == trial.settings.max_crashes
+    assert (reason or b"").startswith(b"signal: killed by SIGKILL"), reason
+    assert trial.conn.llen("test:runs:chaos") == trial.settings.max_crashes
+    trial.wait_all_done()
+    trial.record(
+        f"job SIGKILLs its worker ({trial.settings.max_crashes}x): quarantined",
+        1,
+        start,
+        quarantined_at,
+    )
+
+
 def test_supervisor_group_sigkill(trial: Trial) -> None:
     trial.enqueue(JOBS, hold=0.3)
     fleet = trial.start_fleet()

@@ -177,6 +177,7 @@ ALLOWED = [
     ("patch", "deployments.apps"),
     ("delete", "deployments.apps"),  # a queue removed from spec.queues
     ("list", "pods"),
+    ("watch", "pods"),
     ("patch", "pods"),
     ("get", "secrets"),
     ("create", "events"),

@@ -171,10 +171,11 @@ def test_every_reporting_verb_has_json_with_the_documented_fields(
     [row] = fields(finex(env, "workers", "status", "--worker", "growth", "--json"))
     assert set(row) == {
         "queue", "paused", "waiting", "active", "delayed", "failed", "completed", "workers",
-        "outages", "last_outage", "live_workers", "dead_workers",
+        "outages", "last_outage", "quarantined", "last_quarantined", "live_workers",
+        "dead_workers",
     }  # fmt: skip
     [row] = fields(finex(env, "workers", "clean-stuck-jobs", "--worker", "growth", "--json"))
-    assert set(row) == {"queue", "requeued", "dead_lettered", "reasons"}
+    assert set(row) == {"queue", "requeued", "dead_lettered", "quarantined", "reasons"}
     assert fields(finex(env, "workers", "list-dlq", "--json")) == []
     assert fields(finex(env, "workers", "empty-dlq", "--yes", "--json")) == {
         "matrix": 0, "growth": 0, "probability": 0,

@@ -21,3 +21,23 @@ def flaky_job(key: str, fail_times: int) -> int:
 
 def always_fails(reason: str) -> None:
     raise RuntimeError(f"always fails: {reason}")
+
+
+def held_job(key: str) -> int:
+    """Record this run's pid (test:runs:<key>), then wait until test:release:<key> exists."""
+    import time
+
+    conn = _redis()
+    runs = int(conn.rpush(f"test:runs:{key}", os.getpid()))
+    deadline = time.monotonic() + 120
+    while not conn.exists(f"test:release:{key}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return runs
+
+
+def kills_its_worker(key: str) -> None:
+    """Record this run's pid (test:runs:<key>), then SIGKILL the process running it."""
+    import signal
+
+    _redis().rpush(f"test:runs:{key}", os.getpid())
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -405,6 +405,7 @@ def entry(job: str, retries: int, age: float) -> DlqEntry:
         ([entry("a", 1, 25)], ["a"], 0),
         ([entry("a", 2, 9999)], None, 1),  # maxRetries reached: parked
         ([DlqEntry("a", 0, None)], ["a"], 0),  # no failure time: due
+        ([DlqEntry("a", 0, None, quarantined=True), entry("b", 0, 11)], ["b"], 0),  # issue 19
     ],
 )
 def test_dlq_auto_retry_with_backoff_and_parking(entries, retried, parked) -> None:

@@ -19,7 +19,8 @@ def plan_dlq(obs: Observed, plan: Plan) -> tuple[dict[str, Any], dict[str, list[
     """Forced retries by annotation, then automatic retries with backoff.
 
     Returns status.dlq and the parked job ids by queue (a parked job has used up
-    dlq.maxRetries and is never retried automatically again).
+    dlq.maxRetries and is never retried automatically again). A quarantined job (it crashed its
+    worker maxCrashes times) is never retried automatically either; the annotation still can.
     """
     previous = dict(obs.status.get("dlq") or {})
     value = obs.annotations.get(RETRY_DLQ_ANNOTATION)
@@ -56,6 +57,7 @@ def plan_dlq(obs: Observed, plan: Plan) -> tuple[dict[str, Any], dict[str, list[
             e.id
             for e in obs.dlq.get(q, ())
             if e.retries < policy.max_retries
+            and not e.quarantined
             and (
                 e.failed_at is None
                 or (obs.now - e.failed_at) >= timedelta(seconds=policy.backoff(e.retries))

@@ -51,6 +51,8 @@ class DlqEntry:
     id: str
     retries: int
     failed_at: datetime | None
+    #: Quarantined (crashed its worker maxCrashes times): never retried automatically.
+    quarantined: bool = False
 
 
 @dataclass(frozen=True)

@@ -159,6 +159,12 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
                 for c in cols
             )
         )
+    for row in rows:
+        if row["quarantined"]:
+            print(
+                f"\n{row['queue']}: {row['quarantined']} job(s) quarantined for crashing their "
+                f"worker (see list-dlq); last: {row['last_quarantined']}"
+            )
     for title, key in (("live workers", "live_workers"), ("dead but registered", "dead_workers")):
         workers = [w for row in rows for w in row[key]]
         if not workers:
@@ -204,14 +210,20 @@ def cmd_clean(args: argparse.Namespace, settings: Settings) -> int:
     from finex_workers import control
 
     conn = _redis(settings)
-    reports = [control.clean_stuck_jobs(conn, q) for q in _queues(args)]
+    reports = [
+        control.clean_stuck_jobs(conn, q, max_crashes=settings.max_crashes) for q in _queues(args)
+    ]
     if args.json:
         _print_json([r.as_dict() for r in reports])
         return 0
     for r in reports:
-        print(f"{r.queue}: {len(r.requeued)} requeued, {len(r.dead_lettered)} dead-lettered")
+        print(
+            f"{r.queue}: {len(r.requeued)} requeued, {len(r.dead_lettered)} dead-lettered"
+            f" ({len(r.quarantined)} quarantined)"
+        )
         for job_id, reason in r.reasons.items():
             verdict = "requeued" if job_id in r.requeued else "dead-lettered"
+            verdict = "quarantined" if job_id in r.quarantined else verdict
             print(f"  {job_id}: {verdict} ({reason})")
     return 0
 
@@ -231,6 +243,8 @@ def cmd_list_dlq(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{j.queue:<12} {j.id:<40} {j.failed_at or '-':<28} retried {j.dlq_retries}x")
         print(f"    {j.func}({', '.join(f'{k}={v!r}' for k, v in j.kwargs.items())})")
         print(f"    {j.error}")
+        if j.quarantined:
+            print(f"    QUARANTINED after {j.crashes} crashes (not auto-retried): {j.quarantined}")
     return 0
 
 

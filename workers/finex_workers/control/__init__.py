@@ -32,12 +32,18 @@ from finex_workers.control.pausing import (
     resume,
     stop_workers,
 )
-from finex_workers.control.recovery import CleanReport, clean_stuck_jobs, return_for_outage
+from finex_workers.control.recovery import (
+    CleanReport,
+    Crash,
+    clean_stuck_jobs,
+    return_for_outage,
+)
 from finex_workers.control.state import QueueState, active_jobs, live_workers, queue_state
 from finex_workers.core.keys import dlq_retries_key
 
 __all__ = [
     "CleanReport",
+    "Crash",
     "DeadJob",
     "DlqSummary",
     "Holder",

@@ -46,6 +46,10 @@ class DeadJob:
     traceback: str
     failed_at: str | None
     dlq_retries: int
+    #: Why it was quarantined (its last crash: "<kind>: <detail>"), or None.
+    quarantined: str | None = None
+    #: Times the job crashed its worker (finex_crashes), apart from its failures.
+    crashes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +85,7 @@ def list_dlq(conn: redis.Redis, queue: str, *, limit: int | None = None) -> list
             continue
         trace = _last_error(job).strip()
         last = trace.splitlines()[-1] if trace else "(no error recorded)"
+        quarantined, crashes = conn.hmget(job.key, ["finex_quarantined", "finex_crashes"])
         out.append(
             DeadJob(
                 id=job_id,
@@ -91,6 +96,8 @@ def list_dlq(conn: redis.Redis, queue: str, *, limit: int | None = None) -> list
                 traceback=trace,
                 failed_at=job.ended_at.isoformat() if job.ended_at else None,
                 dlq_retries=int(count or 0),
+                quarantined=text(quarantined) if quarantined else None,
+                crashes=int(crashes or 0),
             )
         )
     return out
@@ -103,6 +110,8 @@ class DlqSummary:
     id: str
     dlq_retries: int
     failed_at: datetime | None
+    #: Quarantined after crashing its worker max_crashes times: never retried automatically.
+    quarantined: bool = False
 
 
 def dlq_summaries(conn: redis.Redis, queue: str, *, limit: int | None = None) -> list[DlqSummary]:
@@ -116,11 +125,11 @@ def dlq_summaries(conn: redis.Redis, queue: str, *, limit: int | None = None) ->
     pipe = conn.pipeline(transaction=False)
     pipe.hmget(dlq_retries_key(queue), ids)
     for job_id in ids:
-        pipe.hget(rqkeys.job_key(job_id), "ended_at")
-    counts, *ended = pipe.execute()
+        pipe.hmget(rqkeys.job_key(job_id), ["ended_at", "finex_quarantined"])
+    counts, *fields = pipe.execute()
     return [
-        DlqSummary(job_id, int(count or 0), _parse_time(end))
-        for job_id, count, end in zip(ids, counts, ended, strict=True)
+        DlqSummary(job_id, int(count or 0), _parse_time(end), quarantined=bool(quarantined))
+        for job_id, count, (end, quarantined) in zip(ids, counts, fields, strict=True)
     ]
 
 

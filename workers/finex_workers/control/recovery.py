@@ -8,6 +8,7 @@ at once (a supervisor and the operator) cannot both requeue it.
 
 from __future__ import annotations
 
+import signal
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,8 @@ class CleanReport:
     queue: str
     requeued: list[str] = field(default_factory=list)
     dead_lettered: list[str] = field(default_factory=list)
+    #: Dead-lettered as quarantined: they crashed their worker max_crashes times.
+    quarantined: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -62,8 +65,20 @@ def _worker_dead_reason(conn: redis.Redis, worker_name: str) -> str | None:
     return None
 
 
-def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
+def clean_stuck_jobs(
+    conn: redis.Redis,
+    queue: str,
+    *,
+    max_crashes: int = Settings.max_crashes,
+    dead_worker: Crash | None = None,
+) -> CleanReport:
     """Recover jobs whose worker died: retry while attempts remain, else dead-letter with why.
+
+    Each such recovery is a crash of the job (see :class:`Crash`): with ``max_crashes`` > 0 it is
+    counted on the job apart from its failures and uses no attempt, and the job is quarantined
+    in the DLQ at its ``max_crashes``-th crash. ``dead_worker``: recover only that worker's jobs,
+    now, with that reason (the supervisor when it reaps a child that died); no intermediate-list
+    repair then.
 
     Needs no live worker of the queue. Also returns to the queue jobs stranded in RQ's
     intermediate list: a worker that died between taking a job (LMOVE) and starting it leaves
@@ -81,7 +96,11 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
         composite = text(entry)
         job_id, _, execution_id = composite.partition(":")
         worker_name = text(conn.hget(rqkeys.execution_key(composite), "worker_name") or b"")
-        if score < now:
+        if dead_worker is not None:
+            if not _held_by(conn, dead_worker, worker_name, composite):
+                continue
+            reason = dead_worker.detail
+        elif score < now:
             reason = f"heartbeat expired {now - score:.0f}s ago"
         else:
             dead = _worker_dead_reason(conn, worker_name)
@@ -100,10 +119,21 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
             "requeue" if requeue else "dead",
             (job.retries_left or 1) - 1,
             now + failure_ttl(job),
+            *_crash_args(dead_worker or Crash.judged(reason, worker_name), max_crashes),
         ]
         outcome = recover(keys=keys, args=args)
         if not outcome:
             continue  # finished meanwhile, or another sweeper got there first
+        if outcome in (QUARANTINED, CRASH_REQUEUED):
+            _after_crash(
+                job,
+                outcome,
+                reason,
+                worker_name=worker_name,
+                execution_id=execution_id,
+                report=report,
+            )
+            continue
         if outcome == 2:
             report.requeued.append(job.id)
             report.reasons[job.id] = f"{reason}, before the job started (no attempt used)"
@@ -118,8 +148,107 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
         Result.create_failure(
             job, failure_ttl(job), message, worker_name, execution_id=execution_id
         )
-    _recover_intermediate(conn, q, report)
+    if dead_worker is None:
+        _recover_intermediate(conn, q, report)
     return report
+
+
+#: recover_one's outcomes for a crash: requeued at the tail (no attempt used), quarantined.
+CRASH_REQUEUED, QUARANTINED = 4, 3
+#: What a crash's kind means, for the reason label of finex_jobs_quarantined_total.
+CRASH_KINDS = {
+    "signal": "the worker process was killed by a signal",
+    "exit": "the worker process exited with a non-zero code",
+    "oom": "the container was OOMKilled",
+    "timeout": "the job overran its timeout in C code; the supervisor ended its worker",
+    "lost": "the worker stopped beating (node lost, partitioned, or its container killed)",
+    "died": "the worker's process is gone (exit status unknown)",
+}
+
+
+@dataclass(frozen=True)
+class Crash:
+    """A worker's abnormal death with a job in hand: what killed it, and where.
+
+    ``worker`` is the dead worker's name, or a prefix of it (``<queue>.<host>.<pid>-``: the
+    supervisor knows its child's pid, not the name's random suffix). ``kind`` is one of
+    :data:`CRASH_KINDS`. Stored on the job as ``finex_last_crash`` = ``"<kind>: <detail>"``.
+    """
+
+    kind: str
+    detail: str
+    worker: str = ""
+    #: Only executions started before this time (epoch seconds) are the dead worker's; 0: all.
+    #: A restarted container's new workers share the old ones' prefix (``<queue>.<pod>.``).
+    before: float = 0.0
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+    @classmethod
+    def judged(cls, reason: str, worker_name: str) -> Crash:
+        """The crash a sweep infers from a dead worker's traces (it saw no exit status)."""
+        lost = reason.startswith("heartbeat expired") or "is gone" in reason
+        where = f"; worker {worker_name}" if worker_name and worker_name not in reason else ""
+        return cls("lost" if lost else "died", f"{reason}{where}", worker_name)
+
+    @classmethod
+    def of_exit(cls, worker: str, code: int, *, overdue: bool = False) -> Crash:
+        """The crash of a child whose exit code (os.waitstatus_to_exitcode) the supervisor saw."""
+        host = worker.split(".", 1)[-1].rpartition(".")[0] or "?"  # <queue>.<host>.<pid>-
+        where = f"worker {worker.rstrip('-')} on {host}"
+        if overdue:
+            return cls("timeout", f"ran past its timeout + margin, SIGKILLed; {where}", worker)
+        if code < 0:
+            name = signal.Signals(-code).name if -code in _SIGNALS else f"signal {-code}"
+            return cls("signal", f"killed by {name} ({-code}); {where}", worker)
+        return cls("exit", f"exit code {code}; {where}", worker)
+
+
+_SIGNALS = {s.value for s in signal.Signals}
+
+
+def _held_by(conn: redis.Redis, crash: Crash, worker_name: str, composite: str) -> bool:
+    """Whether the execution was the crashed worker's: its name prefix, started before
+    ``crash.before`` (a restarted container's new workers share the prefix, and start later)."""
+    if not worker_name.startswith(crash.worker):
+        return False
+    if not crash.before:
+        return True
+    created = conn.hget(rqkeys.execution_key(composite), "created_at")
+    return created is None or float(text(created)) <= crash.before
+
+
+def _crash_args(crash: Crash, max_crashes: int) -> list[str | int]:
+    """recover_one's crash arguments; none (old behaviour) when crash accounting is off."""
+    if max_crashes <= 0:
+        return []
+    ended = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return [str(crash), max_crashes, crash.kind, ended]
+
+
+def _after_crash(
+    job: Job,
+    outcome: int,
+    reason: str,
+    *,
+    worker_name: str,
+    execution_id: str,
+    report: CleanReport,
+) -> None:
+    crashes = int(job.connection.hget(job.key, "finex_crashes") or 0)
+    if outcome == CRASH_REQUEUED:
+        report.requeued.append(job.id)
+        report.reasons[job.id] = f"{reason} (crash {crashes}, no attempt used)"
+        return
+    report.dead_lettered.append(job.id)
+    report.quarantined.append(job.id)
+    report.reasons[job.id] = f"{reason}; quarantined after {crashes} crashes"
+    message = (
+        f"JobQuarantined: the job crashed its worker {crashes} times "
+        f"(FINEX_MAX_CRASHES); last: {reason}. Not retried automatically."
+    )
+    Result.create_failure(job, failure_ttl(job), message, worker_name, execution_id=execution_id)
 
 
 def _recover_intermediate(conn: redis.Redis, q: Queue, report: CleanReport) -> None:

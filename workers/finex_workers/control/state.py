@@ -46,6 +46,10 @@ class QueueState:
     holds: tuple[str, ...] = ()
     #: Seconds since the oldest hold began; 0.0 when not paused (QueuePausedTooLong's metric).
     paused_seconds: float = 0.0
+    #: Jobs quarantined in the DLQ (they crashed their worker max_crashes times), lifetime.
+    quarantined: int = 0
+    #: The last one: "<job id> (<kind>: <detail>)", or "".
+    last_quarantined: str = ""
 
     @property
     def demand(self) -> int:
@@ -70,9 +74,11 @@ def queue_state(conn: redis.Redis, queue: str) -> QueueState:
     pipe.zcard(ScheduledJobRegistry(queue, conn).key)
     pipe.zcard(DeferredJobRegistry(queue, conn).key)
     pipe.zcard(FailedJobRegistry(queue, conn).key)
-    pipe.hmget(stats_key(queue), ["completed", "outages", "last_outage"])
+    pipe.hmget(
+        stats_key(queue), ["completed", "outages", "last_outage", "quarantined", "last_quarantined"]
+    )
     paused, waiting, active, scheduled, deferred, failed, counters = pipe.execute()
-    completed, outages, last_outage = counters
+    completed, outages, last_outage, quarantined, last_quarantined = counters
     held = pausing.holds(conn, queue) if paused else {}
     since = min(held.values(), default=None)
     return QueueState(
@@ -88,6 +94,8 @@ def queue_state(conn: redis.Redis, queue: str) -> QueueState:
         last_outage=last_outage.decode() if last_outage else "",
         holds=tuple(sorted(held)),
         paused_seconds=max(0.0, time.time() - since.timestamp()) if since else 0.0,
+        quarantined=int(quarantined or 0),
+        last_quarantined=last_quarantined.decode() if last_quarantined else "",
     )
 
 

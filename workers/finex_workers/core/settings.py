@@ -104,6 +104,10 @@ class Settings:
     dlq_ttl: int = 30 * 86400
     #: A worker whose heartbeat is older than this is considered dead.
     worker_ttl: int = 60
+    #: Crashes (its worker killed or gone while it ran) after which a job is quarantined in the
+    #: DLQ, not retried by dlq.autoRetry. A crash uses no ordinary attempt. 0: crash accounting
+    #: off (a crash then uses an attempt, as an ordinary failure, and is not counted).
+    max_crashes: int = 3
     #: Assets per matrix job when fanning out a full recompute.
     matrix_chunk: int = 500
     #: Milliseconds between PostgreSQL's checks that a worker is still connected while its
@@ -175,6 +179,7 @@ class Settings:
             job_timeout=_int(env, "FINEX_JOB_TIMEOUT", cls.job_timeout, 1, 86400),
             dlq_ttl=_int(env, "FINEX_DLQ_TTL", cls.dlq_ttl, 60, 365 * 86400),
             worker_ttl=_int(env, "FINEX_WORKER_TTL", cls.worker_ttl, 5, 3600),
+            max_crashes=_int(env, "FINEX_MAX_CRASHES", cls.max_crashes, 0, 1000),
             matrix_chunk=_int(env, "FINEX_MATRIX_CHUNK", cls.matrix_chunk, 1, 100000),
             pg_connection_check_ms=_int(
                 env, "FINEX_PG_CONNECTION_CHECK_MS", cls.pg_connection_check_ms, 0, 600000

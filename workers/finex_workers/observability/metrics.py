@@ -17,8 +17,8 @@ Both take ``registry=`` so tests can read a fresh ``CollectorRegistry`` with ``g
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import redis
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from rq.registry import FinishedJobRegistry, StartedJobRegistry
 
 from finex_workers import control
+from finex_workers.control.recovery import CRASH_KINDS
 from finex_workers.core.keys import config_error_key, stats_key
 from finex_workers.infra import rqkeys
 from finex_workers.infra.redisconn import text
@@ -52,6 +53,8 @@ class QueueSnapshot:
     oldest_active_age: float
     #: A worker of the queue reports a configuration error (PostgreSQL refused its login).
     config_error: bool = False
+    #: Lifetime quarantined jobs by the kind of their last crash (control.recovery.CRASH_KINDS).
+    quarantined: Mapping[str, int] = field(default_factory=dict)
 
 
 def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSnapshot:
@@ -72,7 +75,8 @@ def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSn
     pipe.zcount(FinishedJobRegistry(queue, conn).key, now, "+inf")
     pipe.zrangebyscore(StartedJobRegistry(queue, conn).key, *rqkeys.active_bounds(now))
     pipe.exists(config_error_key(queue))
-    failed_total, finished, live, config_error = pipe.execute()
+    pipe.hmget(stats_key(queue), [f"quarantined:{kind}" for kind in CRASH_KINDS])
+    failed_total, finished, live, config_error, quarantined = pipe.execute()
     oldest = 0.0
     if live:
         pipe = conn.pipeline(transaction=False)
@@ -87,6 +91,7 @@ def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSn
         failed_total=int(failed_total or 0),
         oldest_active_age=oldest,
         config_error=bool(config_error),
+        quarantined={k: int(n) for k, n in zip(CRASH_KINDS, quarantined, strict=True) if n},
     )
 
 
@@ -159,6 +164,13 @@ class QueueCollector(Collector):
                 "was unreachable, counted in Redis (an outage, not a job failure).",
                 labels=label,
             ),
+            CounterMetricFamily(
+                "finex_jobs_quarantined",
+                "Jobs quarantined in the DLQ after crashing their worker FINEX_MAX_CRASHES "
+                "times, by the kind of the last crash (signal, exit, oom, timeout, lost, died); "
+                "never retried automatically. Counted in Redis.",
+                labels=["queue", "reason"],
+            ),
             GaugeMetricFamily(
                 "finex_queue_config_error",
                 "1 while a worker of the queue reports a configuration error: PostgreSQL "
@@ -169,9 +181,19 @@ class QueueCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         families = self._families()
-        (jobs, paused, paused_age, demand, workers, oldest, completed, failed, outages, refused) = (
-            families
-        )
+        (
+            jobs,
+            paused,
+            paused_age,
+            demand,
+            workers,
+            oldest,
+            completed,
+            failed,
+            outages,
+            quarantined,
+            refused,
+        ) = families
         conn = self._redis()
         for queue in self.queues:
             snap = snapshot(conn, queue)
@@ -194,6 +216,9 @@ class QueueCollector(Collector):
             failed.add_metric([queue], snap.failed_total)
             outages.add_metric([queue], s.outages)
             refused.add_metric([queue], 1.0 if snap.config_error else 0.0)
+            # Every kind, 0 included: a series that starts at 1 would hide its first increase.
+            for kind in CRASH_KINDS:
+                quarantined.add_metric([queue, kind], snap.quarantined.get(kind, 0))
         return list(families)
 
 

@@ -2,11 +2,14 @@
 
 The supervisor forks its children before anything opens a Redis or PostgreSQL connection, and each
 child opens its own. It forwards SIGTERM/SIGINT once to every child (a warm shutdown: running jobs
-finish and commit) and waits for them. A child that dies unexpectedly is restarted with backoff;
-its abandoned job, if any, is recovered by ``clean-stuck-jobs`` (which the supervisor also runs,
-so a crash is repaired without an operator). A child that exits cleanly, because ``finex workers
-stop`` asked it to, is not restarted, unless ``--respawn-stopped`` (what ``make dev`` runs, so
-``finex workers restart`` gets fresh workers on one machine). The supervisor exits when its last
+finish and commit) and waits for them. A child that dies unexpectedly is restarted with
+backoff; its abandoned job, if any, is recovered the moment the supervisor reaps it, as a crash
+with the child's exit code or signal as the reason (``control.clean_stuck_jobs`` with
+``dead_worker``), and the 5 s sweep recovers whatever that missed (Redis down at that moment,
+workers of another host), so a crash is repaired without an operator. A child that exits
+cleanly, because ``finex workers stop`` asked it to, is not restarted, unless
+``--respawn-stopped`` (what ``make dev`` runs, so ``finex workers restart`` gets fresh workers
+on one machine). The supervisor exits when its last
 child has; in Kubernetes the kubelet then restarts the container.
 
 While Redis does not answer, the supervisor forks no worker: it waits with a capped backoff and
@@ -20,8 +23,8 @@ time is a classic source of deadlocked children (and of inherited listening sock
 
 A job that never returns to Python (stuck in C code, out of reach of RQ's SIGALRM timeout) is
 ended here: each worker writes its job's hard deadline, timeout + a margin, into memory shared
-with the supervisor, who SIGKILLs a worker past it (``runtime.backstop``); the sweep then
-recovers the job as any crashed worker's.
+with the supervisor, who SIGKILLs a worker past it (``runtime.backstop``) and then recovers the
+job at once, as a crash of kind ``timeout``.
 
 In Kubernetes the supervisor is PID 1 of the worker container (exec-form entrypoint), so the
 kubelet's SIGTERM reaches it directly.
@@ -72,6 +75,8 @@ class _Slot:
     done: bool = False
     #: This worker's cell in the supervisor's Deadlines (workers only).
     cell: int = -1
+    #: The supervisor SIGKILLed it for overrunning its job's deadline (the crash's reason).
+    overdue: bool = False
 
 
 @dataclass
@@ -181,11 +186,12 @@ class Supervisor:
             if slot.pid and 0 < deadline < now:
                 log.error(
                     "worker %d (%s): its job ran past its timeout and did not return to Python; "
-                    "ending the process (SIGKILL), the sweep recovers the job",
+                    "ending the process (SIGKILL); its job is recovered when it is reaped",
                     slot.pid,
                     slot.queue,
                 )
                 self._deadlines.set(slot.cell, 0.0)
+                slot.overdue = True
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(slot.pid, signal.SIGKILL)
 
@@ -285,6 +291,9 @@ class Supervisor:
 
                 multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
             code = os.waitstatus_to_exitcode(status)
+            overdue, slot.overdue = slot.overdue, False
+            if code != 0 and slot.kind == "worker":  # also while stopping: its job is abandoned
+                self._recover_crashed(slot, pid, code, overdue=overdue)
             if code == 0 and self.respawn_stopped and slot.kind == "worker" and not self.stopping:
                 log.info("worker %d (%s) stopped; starting a fresh one", pid, slot.queue)
                 slot.restart_at = time.monotonic() + RESTART_BACKOFF[0]
@@ -302,6 +311,44 @@ class Supervisor:
                 "worker %d (%s) died with %d; restarting in %.1fs", pid, slot.queue, code, delay
             )
 
+    def _recover_crashed(self, slot: _Slot, pid: int, code: int, *, overdue: bool) -> None:
+        """Recover the job of a worker child that just died abnormally, now, with the reason.
+
+        The supervisor reaps its children every 0.1 s, so it knows of a death (and its exit
+        status) at once; the sweep would find the job only at its next round (its dead pid), or
+        after FINEX_WORKER_TTL from another host. The same atomic script as the sweep's, whose
+        ZREM is the claim: the job is recovered once whoever comes first. A child that held no
+        job (a crash between jobs) costs one registry read.
+        """
+        from finex_workers import control
+        from finex_workers.infra.reachability import describe
+        from finex_workers.infra.redisconn import redis_from_url
+        from finex_workers.runtime.worker import worker_name
+
+        prefix = worker_name(slot.queue, pid).rpartition("-")[0] + "-"
+        crash = control.Crash.of_exit(prefix, code, overdue=overdue)
+        try:
+            conn = redis_from_url(self.settings.redis_url)
+            try:
+                report = control.clean_stuck_jobs(
+                    conn, slot.queue, max_crashes=self.settings.max_crashes, dead_worker=crash
+                )
+            finally:
+                conn.close()
+        except Exception as exc:  # the sweep recovers the job later (its pid is gone)
+            unreachable = describe(exc, self.settings)
+            log.error("recovering the job of worker %d failed: %s", pid, unreachable or exc)
+            return
+        for job_id in report.requeued + report.dead_lettered:
+            log.warning(
+                "worker %d (%s) died (%s); its job %s was recovered at once: %s",
+                pid,
+                slot.queue,
+                crash,
+                job_id,
+                report.reasons.get(job_id, ""),
+            )
+
     def _sweep(self) -> None:
         from finex_workers import control
         from finex_workers.infra.reachability import describe
@@ -310,7 +357,9 @@ class Supervisor:
         try:
             conn = redis_from_url(self.settings.redis_url)
             for queue in self.queues:
-                report = control.clean_stuck_jobs(conn, queue)
+                report = control.clean_stuck_jobs(
+                    conn, queue, max_crashes=self.settings.max_crashes
+                )
                 if report.requeued or report.dead_lettered:
                     log.warning("recovered abandoned jobs on %s: %s", queue, report)
             conn.close()
