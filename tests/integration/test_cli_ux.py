@@ -171,7 +171,8 @@ def test_every_reporting_verb_has_json_with_the_documented_fields(
     [row] = fields(finex(env, "workers", "status", "--worker", "growth", "--json"))
     assert set(row) == {
         "queue", "paused", "waiting", "active", "delayed", "failed", "completed", "workers",
-        "outages", "last_outage", "quarantined", "last_quarantined", "live_workers",
+        "outages", "last_outage", "holds", "paused_seconds", "quarantined", "last_quarantined",
+        "live_workers",
         "dead_workers",
     }  # fmt: skip
     [row] = fields(finex(env, "workers", "clean-stuck-jobs", "--worker", "growth", "--json"))
