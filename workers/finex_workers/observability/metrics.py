@@ -50,6 +50,8 @@ class QueueSnapshot:
     failed_total: int
     #: Seconds since the oldest running execution started; 0 when nothing runs.
     oldest_active_age: float
+    #: Queued ids a worker found without a job hash and dropped, from finex:stats:<queue>.
+    dropped_total: int = 0
 
 
 def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSnapshot:
@@ -69,7 +71,8 @@ def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSn
     pipe.hget(stats_key(queue), "failed")
     pipe.zcount(FinishedJobRegistry(queue, conn).key, now, "+inf")
     pipe.zrangebyscore(StartedJobRegistry(queue, conn).key, *rqkeys.active_bounds(now))
-    failed_total, finished, live = pipe.execute()
+    pipe.hget(stats_key(queue), "dropped")
+    failed_total, finished, live, dropped = pipe.execute()
     oldest = 0.0
     if live:
         pipe = conn.pipeline(transaction=False)
@@ -83,6 +86,7 @@ def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSn
         finished_retained=int(finished),
         failed_total=int(failed_total or 0),
         oldest_active_age=oldest,
+        dropped_total=int(dropped or 0),
     )
 
 
@@ -149,10 +153,18 @@ class QueueCollector(Collector):
                 "was unreachable, counted in Redis (an outage, not a job failure).",
                 labels=label,
             ),
+            CounterMetricFamily(
+                "finex_jobs_dropped",
+                "Queued ids a worker found without a job hash and dropped: work that never ran "
+                "(JobsDropped), counted in Redis.",
+                labels=label,
+            ),
         )
 
     def collect(self) -> Iterable[Metric]:
-        jobs, paused, demand, workers, oldest, completed, failed, outages = self._families()
+        jobs, paused, demand, workers, oldest, completed, failed, outages, dropped = (
+            self._families()
+        )
         conn = self._redis()
         for queue in self.queues:
             snap = snapshot(conn, queue)
@@ -173,7 +185,8 @@ class QueueCollector(Collector):
             completed.add_metric([queue], s.completed)
             failed.add_metric([queue], snap.failed_total)
             outages.add_metric([queue], s.outages)
-        return [jobs, paused, demand, workers, oldest, completed, failed, outages]
+            dropped.add_metric([queue], snap.dropped_total)
+        return [jobs, paused, demand, workers, oldest, completed, failed, outages, dropped]
 
 
 def build_info(registry: CollectorRegistry) -> Gauge:

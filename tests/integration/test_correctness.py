@@ -1,0 +1,169 @@
+"""Nothing lost, stranded, looped or run twice in ordinary operation (issue 18).
+
+Each test reproduces, against the real Redis, one way today's code lost, stranded or duplicated
+work with no fault at all, and runs the project's real worker loop in this process (burst mode)
+to see what a worker does with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from rq.job import Job, JobStatus
+from rq.results import Result
+
+from finex_workers.core.keys import stats_key
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.observability.metrics import exporter_registry
+from finex_workers.runtime import enqueue
+from finex_workers.runtime.worker import FinexWorker
+from tests.support.waiting import wait_for
+
+NOOP = "finex_workers.runtime.jobs.noop_job"
+
+
+def run_burst(conn: redis.Redis, queue: str, name: str = "burst") -> FinexWorker:
+    """The real worker loop, in this process, until its queue is empty."""
+    worker = FinexWorker([get_queue(queue, conn)], connection=conn, name=f"{queue}.{name}")
+    worker.work(burst=True, logging_level="WARNING")
+    return worker
+
+
+def redis_time(conn: redis.Redis) -> float:
+    seconds, micros = conn.time()
+    return seconds + micros / 1e6
+
+
+def stat(conn: redis.Redis, queue: str, field: str) -> int:
+    return int(conn.hget(stats_key(queue), field) or 0)
+
+
+# -- item 1: a reused id must live until it runs ---------------------------------------------
+
+
+def test_a_reused_id_does_not_inherit_the_old_result_ttl(redis_conn, settings: Any) -> None:
+    q = get_queue("growth", redis_conn)
+    first = enqueue.enqueue_unique(q, NOOP, {}, "growth-42", settings)
+    run_burst(redis_conn, "growth")
+    job_key = Job.key_for(first.job_id)
+    assert Job.fetch(first.job_id, connection=redis_conn).get_status() == JobStatus.FINISHED
+    assert redis_conn.ttl(job_key) > 0  # finish.lua: EXPIRE result_ttl
+
+    again = enqueue.enqueue_unique(q, NOOP, {}, "growth-42", settings)
+    assert again == enqueue.Enqueued(first.job_id, created=True)
+    # Queued work lives until it runs: no seconds left over from the finished run.
+    assert redis_conn.ttl(job_key) == -1
+    # Nor anything else of the old run: its result and dependents are gone with it.
+    assert redis_conn.exists(Result.get_key(first.job_id)) == 0
+    assert Job.fetch(first.job_id, connection=redis_conn).get_status() == JobStatus.QUEUED
+    assert redis_conn.zscore(q.finished_job_registry.key, first.job_id) is None
+
+
+def test_a_reused_id_runs_after_the_old_result_ttl_passed(redis_conn, settings: Any) -> None:
+    q = get_queue("growth", redis_conn)
+    first = enqueue.enqueue_unique(q, NOOP, {}, "growth-42", settings)
+    run_burst(redis_conn, "growth")
+    job_key = Job.key_for(first.job_id)
+    # The old run's result is about to expire (its result_ttl almost over) when the same work
+    # is enqueued again, and a backlog keeps it waiting past that moment.
+    redis_conn.pexpire(job_key, 50)
+    enqueue.enqueue_unique(q, NOOP, {}, "growth-42", settings)
+    ends = redis_time(redis_conn) + 0.1
+    wait_for("Redis's clock to pass the old TTL", lambda: redis_time(redis_conn) > ends)
+    run_burst(redis_conn, "growth")
+    assert stat(redis_conn, "growth", "dropped") == 0
+    assert stat(redis_conn, "growth", "completed") == 2
+    assert Job.fetch(first.job_id, connection=redis_conn).get_status() == JobStatus.FINISHED
+
+
+def test_enqueue_unique_writes_the_job_as_rq_enqueue_does(redis_conn, settings: Any) -> None:
+    # Prove we mirror rq: the script writes the same fields rq's own enqueue_call writes.
+    q = get_queue("growth", redis_conn)
+    ours = enqueue.enqueue_unique(q, NOOP, {"x": 1}, "mirror", settings).job_id
+    theirs = q.enqueue_call(
+        NOOP,
+        kwargs={"x": 1},
+        job_id="mirror-rq",
+        timeout=settings.job_timeout,
+        failure_ttl=settings.dlq_ttl,
+        result_ttl=3600,
+        retry=enqueue._retry(settings),
+        description="mirror",
+    ).id
+    mine = redis_conn.hgetall(Job.key_for(ours))
+    rqs = redis_conn.hgetall(Job.key_for(theirs))
+    moving = {b"created_at", b"enqueued_at"}
+    assert set(mine) == set(rqs)
+    assert {k: v for k, v in mine.items() if k not in moving} == {
+        k: v for k, v in rqs.items() if k not in moving
+    }
+    assert redis_conn.lrange(q.key, 0, -1) == [ours.encode(), theirs.encode()]
+    assert redis_conn.sismember("rq:queues", q.key)
+    assert redis_conn.ttl(Job.key_for(ours)) == redis_conn.ttl(Job.key_for(theirs)) == -1
+
+
+def test_every_missing_id_is_counted_and_burst_goes_on(redis_conn, settings: Any) -> None:
+    q = get_queue("growth", redis_conn)
+    redis_conn.rpush(q.key, "gone-1")  # an id whose hash is gone
+    after = enqueue.enqueue_unique(q, NOOP, {}, "after-gone", settings).job_id
+    run_burst(redis_conn, "growth")
+    assert stat(redis_conn, "growth", "dropped") == 1
+    # Burst mode does not stop at the missing id: the job behind it ran.
+    assert Job.fetch(after, connection=redis_conn).get_status() == JobStatus.FINISHED
+    registry = exporter_registry(lambda: redis_conn, ["growth"])
+    assert registry.get_sample_value("finex_jobs_dropped_total", {"queue": "growth"}) == 1
+
+
+# -- item 2: a dependent enqueued while its parent runs is released ---------------------------
+
+
+def test_a_dependent_added_while_the_parent_runs_is_released(redis_conn, settings: Any) -> None:
+    q = get_queue("growth", redis_conn)
+    parent = enqueue.enqueue_unique(
+        q, "tests.support.testjobs.adds_a_dependent", {"child_id": "child-1"}, "parent", settings
+    ).job_id
+    run_burst(redis_conn, "growth")
+    assert Job.fetch(parent, connection=redis_conn).get_status() == JobStatus.FINISHED
+    # The child was deferred on a running parent; the parent's success must release it.
+    assert Job.fetch("child-1", connection=redis_conn).get_status() == JobStatus.FINISHED
+
+
+# -- item 7: no duplicate runs ----------------------------------------------------------------
+
+
+def test_a_claim_sent_again_after_a_lost_reply_returns_the_same_job(
+    redis_conn, settings: Any, monkeypatch
+) -> None:
+    # redis-py re-sends the script with the same arguments when the reply is lost.
+    from finex_workers.runtime import worker as worker_module
+
+    q = get_queue("growth", redis_conn)
+    first = enqueue.enqueue_unique(q, NOOP, {}, "first", settings).job_id
+    second = enqueue.enqueue_unique(q, NOOP, {}, "second", settings).job_id
+    worker = FinexWorker([q], connection=redis_conn, name="growth.resend")
+    token = worker_module.uuid4()
+    monkeypatch.setattr(worker_module, "uuid4", lambda: token)
+    claimed = worker._claim()
+    again = worker._claim()
+    assert isinstance(claimed, tuple)
+    assert isinstance(again, tuple)
+    assert claimed[0].id == again[0].id == first
+    assert redis_conn.lrange(q.key, 0, -1) == [second.encode()]
+    assert len(q.started_job_registry.get_job_ids(cleanup=False)) == 1
+
+
+def test_the_failure_path_leaves_a_job_the_sweep_took_back(redis_conn, settings: Any) -> None:
+    q = get_queue("growth", redis_conn)
+    job_id = enqueue.enqueue_unique(
+        q, "tests.support.testjobs.swept_then_fails", {}, "swept", settings
+    ).job_id
+    retries = Job.fetch(job_id, connection=redis_conn).retries_left
+    worker = FinexWorker([q], connection=redis_conn, name="growth.swept")
+    worker.work(burst=True, max_jobs=1, logging_level="WARNING")
+    # The sweep requeued it (one attempt used); the worker's failure path must not act too.
+    assert redis_conn.lrange(q.key, 0, -1) == [job_id.encode()]
+    job = Job.fetch(job_id, connection=redis_conn)
+    assert job.get_status() == JobStatus.QUEUED
+    assert job.retries_left == retries - 1
+    assert q.failed_job_registry.get_job_ids() == []
