@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import redis
 from rq.job import Job, JobStatus
 from rq.results import Result
@@ -17,17 +18,10 @@ from finex_workers.core.keys import stats_key
 from finex_workers.infra.redisconn import get_queue
 from finex_workers.observability.metrics import exporter_registry
 from finex_workers.runtime import enqueue
-from finex_workers.runtime.worker import FinexWorker
+from tests.support.inprocess import InProcessWorker, run_burst
 from tests.support.waiting import wait_for
 
 NOOP = "finex_workers.runtime.jobs.noop_job"
-
-
-def run_burst(conn: redis.Redis, queue: str, name: str = "burst") -> FinexWorker:
-    """The real worker loop, in this process, until its queue is empty."""
-    worker = FinexWorker([get_queue(queue, conn)], connection=conn, name=f"{queue}.{name}")
-    worker.work(burst=True, logging_level="WARNING")
-    return worker
 
 
 def redis_time(conn: redis.Redis) -> float:
@@ -141,7 +135,7 @@ def test_a_claim_sent_again_after_a_lost_reply_returns_the_same_job(
     q = get_queue("growth", redis_conn)
     first = enqueue.enqueue_unique(q, NOOP, {}, "first", settings).job_id
     second = enqueue.enqueue_unique(q, NOOP, {}, "second", settings).job_id
-    worker = FinexWorker([q], connection=redis_conn, name="growth.resend")
+    worker = InProcessWorker([q], connection=redis_conn, name="growth.resend")
     token = worker_module.uuid4()
     monkeypatch.setattr(worker_module, "uuid4", lambda: token)
     claimed = worker._claim()
@@ -159,11 +153,45 @@ def test_the_failure_path_leaves_a_job_the_sweep_took_back(redis_conn, settings:
         q, "tests.support.testjobs.swept_then_fails", {}, "swept", settings
     ).job_id
     retries = Job.fetch(job_id, connection=redis_conn).retries_left
-    worker = FinexWorker([q], connection=redis_conn, name="growth.swept")
-    worker.work(burst=True, max_jobs=1, logging_level="WARNING")
+    run_burst(redis_conn, "growth", max_jobs=1)
     # The sweep requeued it (one attempt used); the worker's failure path must not act too.
     assert redis_conn.lrange(q.key, 0, -1) == [job_id.encode()]
     job = Job.fetch(job_id, connection=redis_conn)
     assert job.get_status() == JobStatus.QUEUED
     assert job.retries_left == retries - 1
     assert q.failed_job_registry.get_job_ids() == []
+
+
+# -- item 9: the sweep's dead letters look like every other -----------------------------------
+
+
+def test_the_sweep_dead_letters_with_ended_at_and_the_dlq_ttl(redis_conn, settings: Any) -> None:
+    import socket
+
+    from finex_workers import control
+
+    q = get_queue("growth", redis_conn)
+    job_id = enqueue.enqueue_unique(q, NOOP, {}, "dies-last-attempt", settings).job_id
+    redis_conn.hset(Job.key_for(job_id), "retries_left", 0)
+    worker = InProcessWorker([q], connection=redis_conn, name="growth.killed")
+    assert isinstance(worker._claim(), tuple)
+    # SIGKILLed with the job in hand: its key names a pid on this host that is gone.
+    redis_conn.hset(worker.key, mapping={"pid": 4194306, "hostname": socket.gethostname()})
+
+    report = control.clean_stuck_jobs(redis_conn, "growth")
+    assert report.dead_lettered == [job_id]
+    job = Job.fetch(job_id, connection=redis_conn)
+    assert job.get_status() == JobStatus.FAILED
+    assert job.ended_at is not None  # the DLQ policy's backoff counts from it
+    assert 0 < redis_conn.ttl(job.key) <= settings.dlq_ttl  # gone with its DLQ entry
+
+
+@pytest.mark.timeout(60)
+def test_a_burst_worker_on_a_paused_queue_exits(redis_conn, settings: Any) -> None:
+    from finex_workers import control
+
+    q = get_queue("growth", redis_conn)
+    job_id = enqueue.enqueue_unique(q, NOOP, {}, "paused-burst", settings).job_id
+    control.pause(redis_conn, "growth", by="test")
+    run_burst(redis_conn, "growth")  # returns: nothing would run until someone resumes
+    assert redis_conn.lrange(q.key, 0, -1) == [job_id.encode()]

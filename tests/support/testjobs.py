@@ -51,3 +51,26 @@ def swept_then_fails() -> None:
     report = control.clean_stuck_jobs(conn, job.origin)
     assert report.requeued == [job.id], report
     raise RuntimeError("fails after the sweep took the job back")
+
+
+def unit(outcome: str) -> None:
+    """One unit of work of the stateful test: "ok" succeeds, "fail" raises, "slow" outlives its
+    timeout. A success is counted per job id in `test:done:<id>`; an overlap with another run
+    of the same id (a second run while one is in progress) is counted in `test:overlaps`."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    assert job is not None
+    conn = _redis()
+    if not conn.set(f"test:running:{job.id}", "1", nx=True, ex=60):
+        conn.incr("test:overlaps")
+    try:
+        if outcome == "fail":
+            raise RuntimeError(f"unit {job.id} fails on purpose")
+        if outcome == "slow":
+            import time
+
+            time.sleep(float(job.timeout or 1) + 0.2)
+        conn.incr(f"test:done:{job.id}")
+    finally:
+        conn.delete(f"test:running:{job.id}")

@@ -20,6 +20,7 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
+from rq.utils import utcformat
 
 from finex_workers.control import scripts
 from finex_workers.control.state import live_workers
@@ -100,6 +101,8 @@ def clean_stuck_jobs(conn: redis.Redis, queue: str) -> CleanReport:
             "requeue" if requeue else "dead",
             (job.retries_left or 1) - 1,
             now + failure_ttl(job),
+            utcformat(datetime.fromtimestamp(now, UTC)),
+            failure_ttl(job),
         ]
         outcome = recover(keys=keys, args=args)
         if not outcome:

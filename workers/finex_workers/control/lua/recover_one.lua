@@ -5,7 +5,10 @@
 -- leaves a job still "queued" and still in the intermediate list: it never ran, so it goes back
 -- to the head of its queue without using up an attempt (returns 2).
 -- KEYS: started registry, job hash, queue list, failed registry, stats hash, intermediate list.
--- ARGV: registry entry, job id, "requeue" or "dead", new retries_left, DLQ expiry score.
+-- ARGV: registry entry, job id, "requeue" or "dead", new retries_left, DLQ expiry score,
+--       now (RQ's UTC format), DLQ TTL (seconds).
+-- A dead letter gets what RQ's failure path gives one: ended_at (the DLQ policy's backoff
+-- counts from it) and the job hash's expiry with its DLQ entry.
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 local status = redis.call('HGET', KEYS[2], 'status')
 if status == 'queued' then
@@ -19,7 +22,8 @@ if ARGV[3] == 'requeue' then
   redis.call('RPUSH', KEYS[3], ARGV[2])
   redis.call('HINCRBY', KEYS[5], 'recovered', 1)
 else
-  redis.call('HSET', KEYS[2], 'status', 'failed')
+  redis.call('HSET', KEYS[2], 'status', 'failed', 'ended_at', ARGV[6])
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[7]))
   redis.call('ZADD', KEYS[4], ARGV[5], ARGV[2])
   redis.call('HINCRBY', KEYS[5], 'failed', 1)
 end
