@@ -7,6 +7,7 @@ to see what a worker does with it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -195,3 +196,49 @@ def test_a_burst_worker_on_a_paused_queue_exits(redis_conn, settings: Any) -> No
     control.pause(redis_conn, "growth", by="test")
     run_burst(redis_conn, "growth")  # returns: nothing would run until someone resumes
     assert redis_conn.lrange(q.key, 0, -1) == [job_id.encode()]
+
+
+def test_a_live_scheduler_on_a_host_with_a_slow_clock_keeps_its_lock(redis_conn) -> None:
+    import time
+    from datetime import UTC, datetime
+
+    from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
+    from rq.utils import utcformat
+
+    from finex_workers.control.scheduling import STALE_SECONDS, take_over_lock
+
+    # It beat just now (its lock was refreshed to the full 61 s), but its clock runs 10 s
+    # behind ours, so the heartbeat time it wrote looks STALE_SECONDS + 5 s old here.
+    redis_conn.set(RQScheduler.get_locking_key("growth"), "skewed", ex=61)
+    beat = datetime.fromtimestamp(time.time() - STALE_SECONDS - 5, tz=UTC)
+    redis_conn.hset(
+        SCHEDULER_KEY_TEMPLATE % "skewed",
+        mapping={"name": "skewed", "hostname": "another-host", "pid": 1,
+                 "last_heartbeat": utcformat(beat)},
+    )  # fmt: skip
+    assert take_over_lock(redis_conn, "growth", "newcomer", 61) is None
+
+
+def test_two_schedulers_move_a_due_job_once(redis_conn, settings: Any) -> None:
+    from rq.registry import ScheduledJobRegistry
+
+    from finex_workers.runtime.scheduler import FinexScheduler
+
+    q = get_queue("growth", redis_conn)
+    job = q.enqueue_in(__import__("datetime").timedelta(seconds=-1), NOOP, job_id="due-1")
+    assert ScheduledJobRegistry("growth", redis_conn).get_job_ids() == [job.id]
+    # A scheduler that took the lock over, and the old holder still alive (a long pause):
+    # both read the due job before either moved it.
+    first = FinexScheduler(["growth"], redis_conn)
+    second = FinexScheduler(["growth"], redis_conn)
+    for s in (first, second):
+        s._acquired_locks = {"growth"}
+        s.prepare_registries()
+    due = ScheduledJobRegistry("growth", redis_conn).get_jobs_to_schedule(time.time())
+    assert due == [job.id]
+    first.enqueue_scheduled_jobs()
+    for registry in second._scheduled_job_registries:  # what it read a moment ago
+        registry.get_jobs_to_schedule = lambda *a, **k: list(due)
+    second.enqueue_scheduled_jobs()
+    assert redis_conn.lrange(q.key, 0, -1) == [job.id.encode()]
+    assert Job.fetch(job.id, connection=redis_conn).get_status() == JobStatus.QUEUED
