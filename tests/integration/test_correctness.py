@@ -242,3 +242,24 @@ def test_two_schedulers_move_a_due_job_once(redis_conn, settings: Any) -> None:
     second.enqueue_scheduled_jobs()
     assert redis_conn.lrange(q.key, 0, -1) == [job.id.encode()]
     assert Job.fetch(job.id, connection=redis_conn).get_status() == JobStatus.QUEUED
+
+
+def test_worker_maintenance_recovers_abandoned_jobs_through_the_finex_sweep(
+    redis_conn, settings: Any
+) -> None:
+    # One abandoned-job handler: RQ's StartedJobRegistry.cleanup (in worker maintenance) races
+    # the finex sweep with other semantics; the worker's maintenance runs the sweep instead.
+    q = get_queue("growth", redis_conn)
+    job_id = enqueue.enqueue_unique(q, NOOP, {}, "abandoned", settings).job_id
+    dead = InProcessWorker([q], connection=redis_conn, name="growth.dead")
+    assert isinstance(dead._claim(), tuple)
+    redis_conn.delete(dead.key)  # its key expired with it
+    started = q.started_job_registry.key
+    for entry in redis_conn.zrange(started, 0, -1):
+        redis_conn.zadd(started, {entry: 1})  # its heartbeat expired long ago
+
+    live = InProcessWorker([q], connection=redis_conn, name="growth.live")
+    live.clean_registries()
+    assert stat(redis_conn, "growth", "recovered") == 1
+    assert redis_conn.lrange(q.key, 0, -1) == [job_id.encode()]
+    assert Job.fetch(job_id, connection=redis_conn).get_status() == JobStatus.QUEUED

@@ -12,7 +12,7 @@ score moves forward, as if the clock jumped). After every step the invariants ho
   job function never sees a second run of its id in progress);
 - no queue is paused without an owner recorded.
 
-Size: FINEX_STATEFUL_EXAMPLES (default 8) runs of FINEX_STATEFUL_STEPS (default 25) steps, with
+Size: FINEX_STATEFUL_EXAMPLES (default 40) runs of FINEX_STATEFUL_STEPS (default 30) steps, with
 a fixed seed under ``make test``; ``make chaos`` runs it longer.
 """
 
@@ -46,8 +46,8 @@ from tests.support.inprocess import InProcessWorker, run_burst
 
 QUEUE = "growth"
 UNIT = "tests.support.testjobs.unit"
-EXAMPLES = int(os.environ.get("FINEX_STATEFUL_EXAMPLES", "8"))
-STEPS = int(os.environ.get("FINEX_STATEFUL_STEPS", "25"))
+EXAMPLES = int(os.environ.get("FINEX_STATEFUL_EXAMPLES", "40"))
+STEPS = int(os.environ.get("FINEX_STATEFUL_STEPS", "30"))
 #: How far one "time passes" step moves the clock: past result_ttl (3600) and every heartbeat,
 #: short of the DLQ's TTL.
 JUMP = 2 * 3600

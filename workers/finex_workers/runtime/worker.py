@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import redis
+from rq import worker_registration
 from rq.defaults import RQ_KEY_PREFIX
 from rq.exceptions import StopRequested
 from rq.executions import Execution
@@ -60,7 +61,7 @@ from rq.utils import now as utcnow
 from rq.worker import SimpleWorker, WorkerStatus
 
 from finex_workers.control import scripts
-from finex_workers.control.recovery import return_for_outage
+from finex_workers.control.recovery import clean_stuck_jobs, return_for_outage
 from finex_workers.core.errors import PayloadError, ServiceUnreachableError
 from finex_workers.core.keys import claim_token_key, paused_key, stats_key
 from finex_workers.infra import rqkeys
@@ -539,6 +540,31 @@ class FinexWorker(SimpleWorker):
         # RQ's success path (dependents, callbacks, retries by return value), same check.
         if self._owns(job, queue, execution):
             super()._finalize_success(job, queue, execution, value)
+
+    def clean_registries(self) -> None:
+        """RQ's maintenance, with the finex sweep as the one abandoned-job handler.
+
+        RQ's StartedJobRegistry.cleanup (and its intermediate-list cleanup) would race the
+        sweep with other semantics and without its atomic claim; the sweep
+        (``control.clean_stuck_jobs``) handles both. The other registries keep RQ's cleanup.
+        """
+        for queue in self.queues:
+            if not queue.acquire_maintenance_lock():
+                continue
+            self.log.info("Worker %s: cleaning registries for queue %s", self.name, queue.name)
+            report = clean_stuck_jobs(self.connection, queue.name)
+            for job_id in report.requeued + report.dead_lettered:
+                self.log.warning("Worker %s: %s: %s", self.name, job_id, report.reasons[job_id])
+            for registry in (
+                queue.finished_job_registry,
+                queue.failed_job_registry,
+                queue.deferred_job_registry,
+                queue.ready_job_registry,  # dependents moved to ready but not yet enqueued
+            ):
+                registry.cleanup()
+            worker_registration.clean_worker_registry(queue)
+            queue.release_maintenance_lock()
+        self.last_cleaned_at = utcnow()  # type: ignore[assignment]
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         # RQ beats the worker hash with HSET + 2x EXPIRE, unpipelined. The claim script already
