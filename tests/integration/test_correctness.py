@@ -16,6 +16,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 
 from finex_workers.core.keys import stats_key
+from finex_workers.infra.processes import pid_namespace
 from finex_workers.infra.redisconn import get_queue
 from finex_workers.observability.metrics import exporter_registry
 from finex_workers.runtime import enqueue
@@ -177,7 +178,10 @@ def test_the_sweep_dead_letters_with_ended_at_and_the_dlq_ttl(redis_conn, settin
     worker = InProcessWorker([q], connection=redis_conn, name="growth.killed")
     assert isinstance(worker._claim(), tuple)
     # SIGKILLed with the job in hand: its key names a pid on this host that is gone.
-    redis_conn.hset(worker.key, mapping={"pid": 4194306, "hostname": socket.gethostname()})
+    redis_conn.hset(
+        worker.key,
+        mapping={"pid": 4194306, "hostname": socket.gethostname(), "finex_pidns": pid_namespace()},
+    )
 
     report = control.clean_stuck_jobs(redis_conn, "growth")
     assert report.dead_lettered == [job_id]
@@ -263,3 +267,26 @@ def test_worker_maintenance_recovers_abandoned_jobs_through_the_finex_sweep(
     assert stat(redis_conn, "growth", "recovered") == 1
     assert redis_conn.lrange(q.key, 0, -1) == [job_id.encode()]
     assert Job.fetch(job_id, connection=redis_conn).get_status() == JobStatus.QUEUED
+
+
+def test_a_worker_in_another_pid_namespace_of_this_host_is_not_judged_dead(
+    redis_conn, settings: Any
+) -> None:
+    import socket
+
+    from finex_workers import control
+
+    # The sweep runs in a debug container: same hostname as the worker's pod, other PIDs.
+    q = get_queue("growth", redis_conn)
+    job_id = enqueue.enqueue_unique(q, NOOP, {}, "other-pidns", settings).job_id
+    worker = InProcessWorker([q], connection=redis_conn, name="growth.elsewhere")
+    worker.register_birth()
+    assert isinstance(worker._claim(), tuple)
+    redis_conn.hset(
+        worker.key,
+        mapping={"pid": 4194306, "hostname": socket.gethostname(), "finex_pidns": "pod/pidns:1"},
+    )
+    report = control.clean_stuck_jobs(redis_conn, "growth")
+    assert report.requeued == []
+    assert report.dead_lettered == []
+    assert Job.fetch(job_id, connection=redis_conn).get_status() == JobStatus.STARTED

@@ -40,6 +40,7 @@ from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegi
 from finex_workers import control
 from finex_workers.core.keys import paused_key
 from finex_workers.core.settings import Settings
+from finex_workers.infra.processes import pid_namespace
 from finex_workers.infra.redisconn import get_queue, text
 from finex_workers.runtime import enqueue
 from tests.support.inprocess import InProcessWorker, run_burst
@@ -139,7 +140,14 @@ class QueueMachine(RuleBasedStateMachine):
         worker = InProcessWorker([self.q], connection=self.conn, name=name)
         claimed = worker._claim()
         if isinstance(claimed, tuple):
-            self.conn.hset(worker.key, mapping={"pid": DEAD_PID, "hostname": socket.gethostname()})
+            self.conn.hset(
+                worker.key,
+                mapping={
+                    "pid": DEAD_PID,
+                    "hostname": socket.gethostname(),
+                    "finex_pidns": pid_namespace(),
+                },
+            )
 
     @rule()
     def sweep(self) -> None:

@@ -1,14 +1,13 @@
 """Recovering jobs whose worker died: the runbook's ``clean-stuck-jobs``.
 
 A started-registry entry is abandoned when its heartbeat expired, or its worker's key is gone,
-or its worker was on this host and the pid no longer exists. Each abandoned job moves in one
+or its worker ran in this host's PID namespace and the pid no longer exists. Each abandoned job moves in one
 atomic script (``lua/recover_one.lua``), so a crash here loses nothing, and two sweepers running
 at once (a supervisor and the operator) cannot both requeue it.
 """
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from finex_workers.control.state import live_workers
 from finex_workers.core.keys import stats_key
 from finex_workers.core.settings import Settings
 from finex_workers.infra import rqkeys
-from finex_workers.infra.processes import pid_alive
+from finex_workers.infra.processes import pid_alive, pid_namespace
 from finex_workers.infra.redisconn import get_queue, text
 
 #: Seconds an id may sit in RQ's intermediate list, not started, before it counts as stranded.
@@ -56,9 +55,12 @@ def _worker_dead_reason(conn: redis.Redis, worker_name: str) -> str | None:
         return f"worker {worker_name} is gone (its heartbeat key expired)"
     if data.get(b"death"):
         return f"worker {worker_name} registered its death"
-    host = text(data.get(b"hostname") or b"")
+    # Its pid means something here only in the same PID namespace (not by hostname: a debug
+    # container shares it). A worker that did not record one (plain `rq worker`) is judged by
+    # its heartbeat and key alone.
+    same_pids = text(data.get(b"finex_pidns") or b"") == pid_namespace()
     pid = int(data.get(b"pid") or 0)
-    if host == socket.gethostname() and pid and not pid_alive(pid):
+    if same_pids and pid and not pid_alive(pid):
         return f"worker {worker_name} (pid {pid} on this host) is not running"
     return None
 

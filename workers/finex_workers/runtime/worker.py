@@ -65,6 +65,7 @@ from finex_workers.control.recovery import clean_stuck_jobs, return_for_outage
 from finex_workers.core.errors import PayloadError, ServiceUnreachableError
 from finex_workers.core.keys import claim_token_key, paused_key, stats_key
 from finex_workers.infra import rqkeys
+from finex_workers.infra.processes import pid_namespace
 from finex_workers.infra.reachability import check_postgres, outage_of, redis_unreachable
 from finex_workers.infra.redisconn import text
 from finex_workers.runtime.redis_wait import delays
@@ -162,6 +163,8 @@ class FinexWorker(SimpleWorker):
         # published in between reaches nobody. Subscribe first: once listed, a worker hears it.
         self.subscribe()
         super().register_birth()  # type: ignore[no-untyped-call]
+        # Where its pid means something: the sweep judges "pid gone" only from there.
+        self.connection.hset(self.key, "finex_pidns", pid_namespace())
 
     def subscribe(self) -> None:
         if self.pubsub_thread is not None:  # already done by register_birth
