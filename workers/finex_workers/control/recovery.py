@@ -1,9 +1,9 @@
 """Recovering jobs whose worker died: the runbook's ``clean-stuck-jobs``.
 
 A started-registry entry is abandoned when its heartbeat expired, or its worker's key is gone,
-or its worker ran in this host's PID namespace and the pid no longer exists. Each abandoned job moves in one
-atomic script (``lua/recover_one.lua``), so a crash here loses nothing, and two sweepers running
-at once (a supervisor and the operator) cannot both requeue it.
+or its worker ran in this host's PID namespace and the pid no longer exists. Each abandoned job
+moves in one atomic script (``lua/recover_one.lua``), so a crash here loses nothing, and two
+sweepers running at once (a supervisor and the operator) cannot both requeue it.
 """
 
 from __future__ import annotations
