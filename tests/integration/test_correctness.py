@@ -290,3 +290,39 @@ def test_a_worker_in_another_pid_namespace_of_this_host_is_not_judged_dead(
     assert report.requeued == []
     assert report.dead_lettered == []
     assert Job.fetch(job_id, connection=redis_conn).get_status() == JobStatus.STARTED
+
+
+def test_rq_cleanup_racing_the_sweep_does_not_run_a_job_twice(redis_conn, settings: Any) -> None:
+    # `rq info` or rq-dashboard run RQ's StartedJobRegistry.cleanup, which reads the expired
+    # entries and requeues them in a later round trip; the finex sweep requeued the same job
+    # in between. The id is then in the queue twice: the claim runs it once.
+    from rq.registry import StartedJobRegistry
+
+    from finex_workers import control
+
+    q = get_queue("growth", redis_conn)
+    job_id = enqueue.enqueue_unique(
+        q, "tests.support.testjobs.unit", {"outcome": "ok"}, "raced", settings
+    ).job_id
+    dead = InProcessWorker([q], connection=redis_conn, name="growth.dead")
+    assert isinstance(dead._claim(), tuple)
+    redis_conn.delete(dead.key)
+    started = q.started_job_registry.key
+    for entry in redis_conn.zrange(started, 0, -1):
+        redis_conn.zadd(started, {entry: 1})
+    swept: list[str] = []
+
+    class Racing(Job):
+        @classmethod
+        def fetch(cls, *args: Any, **kwargs: Any) -> Job:
+            job = super().fetch(*args, **kwargs)  # RQ has read the job, status started...
+            swept.extend(control.clean_stuck_jobs(redis_conn, "growth").requeued)  # ...the sweep
+            return job
+
+    StartedJobRegistry("growth", redis_conn, job_class=Racing).cleanup()
+    assert swept == [job_id]
+    assert redis_conn.lrange(q.key, 0, -1) == [job_id.encode(), job_id.encode()]
+
+    run_burst(redis_conn, "growth")
+    assert int(redis_conn.get(f"test:done:{job_id}") or 0) == 1
+    assert stat(redis_conn, "growth", "duplicates") == 1
