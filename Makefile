@@ -44,6 +44,8 @@ test-integration: bootstrap ## Tests against real Redis and PostgreSQL
 chaos: bootstrap ## The chaos tier at full size: faults on a live fleet, the ledger after each
 	FINEX_CHAOS_JOBS=$${FINEX_CHAOS_JOBS:-400} FINEX_CHAOS_PG_OUTAGE=$${FINEX_CHAOS_PG_OUTAGE:-60} \
 	    $(PYTEST) tests/chaos
+	FINEX_STATEFUL_EXAMPLES=$${FINEX_STATEFUL_EXAMPLES:-300} FINEX_STATEFUL_STEPS=$${FINEX_STATEFUL_STEPS:-50} \
+	    $(PYTEST) tests/integration/test_stateful.py
 
 test-e2e: bootstrap k8s-tools image ## Tests against the local kube-apiserver
 	$(PYTEST) tests/e2e

@@ -55,9 +55,11 @@ def test_a_dead_holders_lock_is_taken_over_at_once(redis_conn) -> None:
     assert scheduler.acquire_locks() == {"growth"}
     assert redis_conn.get(LOCK) == scheduler.name.encode()
 
-    # On another host only the heartbeat tells: stale after STALE_SECONDS.
+    # On another host only the beat tells: a lock not refreshed for STALE_SECONDS, judged on
+    # Redis's clock (the lock's TTL), not on the heartbeat time the other host wrote.
     _holder(redis_conn, "far", pid=1, host="another-host", beat_age=STALE_SECONDS + 2)
-    assert "last beat" in (take_over_lock(redis_conn, "growth", "newcomer", 61) or "")
+    redis_conn.pexpire(LOCK, int((61 - STALE_SECONDS - 2) * 1000))
+    assert "not refreshed" in (take_over_lock(redis_conn, "growth", "newcomer", 61) or "")
     # Its metadata gone (expired with the process): taken over too.
     redis_conn.set(LOCK, "vanished")
     assert "gone" in (take_over_lock(redis_conn, "growth", "newcomer", 61) or "")

@@ -1,9 +1,9 @@
 """Recovering jobs whose worker died: the runbook's ``clean-stuck-jobs``.
 
 A started-registry entry is abandoned when its heartbeat expired, or its worker's key is gone,
-or its worker was on this host and the pid no longer exists. Each abandoned job moves in one
-atomic script (``lua/recover_one.lua``), so a crash here loses nothing, and two sweepers running
-at once (a supervisor and the operator) cannot both requeue it.
+or its worker ran in this host's PID namespace and the pid no longer exists. Each abandoned job
+moves in one atomic script (``lua/recover_one.lua``), so a crash here loses nothing, and two
+sweepers running at once (a supervisor and the operator) cannot both requeue it.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
+from rq.utils import utcformat
 
 from finex_workers.control import scripts
 from finex_workers.control.state import live_workers
 from finex_workers.core.keys import stats_key
 from finex_workers.core.settings import Settings
 from finex_workers.infra import rqkeys
-from finex_workers.infra.processes import pid_alive
+from finex_workers.infra.processes import pid_alive, pid_namespace
 from finex_workers.infra.redisconn import get_queue, text
 
 #: Seconds an id may sit in RQ's intermediate list, not started, before it counts as stranded.
@@ -58,9 +59,12 @@ def _worker_dead_reason(conn: redis.Redis, worker_name: str) -> str | None:
         return f"worker {worker_name} is gone (its heartbeat key expired)"
     if data.get(b"death"):
         return f"worker {worker_name} registered its death"
-    host = text(data.get(b"hostname") or b"")
+    # Its pid means something here only in the same PID namespace (not by hostname: a debug
+    # container shares it). A worker that did not record one (plain `rq worker`) is judged by
+    # its heartbeat and key alone.
+    same_pids = text(data.get(b"finex_pidns") or b"") == pid_namespace()
     pid = int(data.get(b"pid") or 0)
-    if host == socket.gethostname() and pid and not pid_alive(pid):
+    if same_pids and pid and not pid_alive(pid):
         return f"worker {worker_name} (pid {pid} on this host) is not running"
     return None
 
@@ -119,6 +123,8 @@ def clean_stuck_jobs(
             "requeue" if requeue else "dead",
             (job.retries_left or 1) - 1,
             now + failure_ttl(job),
+            utcformat(datetime.fromtimestamp(now, UTC)),
+            failure_ttl(job),
             *_crash_args(dead_worker or Crash.judged(reason, worker_name), max_crashes),
         ]
         outcome = recover(keys=keys, args=args)
@@ -153,7 +159,7 @@ def clean_stuck_jobs(
     return report
 
 
-#: recover_one's outcomes for a crash: requeued at the tail (no attempt used), quarantined.
+#: recover_one's outcomes for a crash: requeued at the head (no attempt used), quarantined.
 CRASH_REQUEUED, QUARANTINED = 4, 3
 #: What a crash's kind means, for the reason label of finex_jobs_quarantined_total.
 CRASH_KINDS = {
@@ -223,8 +229,7 @@ def _crash_args(crash: Crash, max_crashes: int) -> list[str | int]:
     """recover_one's crash arguments; none (old behaviour) when crash accounting is off."""
     if max_crashes <= 0:
         return []
-    ended = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return [str(crash), max_crashes, crash.kind, ended]
+    return [str(crash), max_crashes, crash.kind]
 
 
 def _after_crash(

@@ -6,29 +6,34 @@ that lives for interval + 60 s, and a scheduler without the lock tries again onl
 Redis restarted, its lock restored from the AOF) therefore leaves retries waiting up to two
 minutes. Here a scheduler without a lock looks at the holder every tick, and takes the lock over
 when the holder is dead: its metadata hash is gone, it ran on this host and its pid is gone, or
-its heartbeat (refreshed every interval) is older than :data:`STALE_SECONDS`.
+it has not refreshed its lock for :data:`STALE_SECONDS`. That last one is judged inside Redis,
+on Redis's clock (``lua/take_over_lock.lua``): the heartbeat time a holder writes comes from its
+own host's clock, and a slow clock there would make a live holder look dead here.
+
+RQ's scheduler moves due jobs in two steps (read, then enqueue in a pipeline); here one script
+does it (``lua/move_due.lua``), so two schedulers never both enqueue one job.
 """
 
 from __future__ import annotations
 
 import socket
-import time
 
 import redis
+from rq.job import Job
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
-from rq.utils import utcparse
+from rq.utils import now as utcnow
+from rq.utils import utcformat
 
 from finex_workers.control import scripts
 from finex_workers.infra.processes import pid_alive
-from finex_workers.infra.redisconn import text
+from finex_workers.infra.redisconn import get_queue, text
 
 #: A scheduler whose heartbeat is this much older than now is dead (it beats every second).
 STALE_SECONDS = 5.0
 
 
-def holder_dead_reason(conn: redis.Redis, holder: str, now: float | None = None) -> str | None:
-    """Why the scheduler named holder is dead, or None when it looks alive."""
-    now = time.time() if now is None else now
+def holder_dead_reason(conn: redis.Redis, holder: str) -> str | None:
+    """Why the scheduler named holder is known dead, or None when only its beat can tell."""
     data = conn.hgetall(SCHEDULER_KEY_TEMPLATE % holder)
     if not data:
         return f"scheduler {holder} is gone (no metadata)"
@@ -36,11 +41,6 @@ def holder_dead_reason(conn: redis.Redis, holder: str, now: float | None = None)
     pid = int(data.get(b"pid") or 0)
     if host == socket.gethostname() and pid and not pid_alive(pid):
         return f"scheduler {holder} (pid {pid} on this host) is not running"
-    beat = data.get(b"last_heartbeat")
-    if beat:
-        age = now - utcparse(text(beat)).timestamp()
-        if age > STALE_SECONDS:
-            return f"scheduler {holder} last beat {age:.0f}s ago"
     return None
 
 
@@ -55,7 +55,18 @@ def take_over_lock(conn: redis.Redis, queue: str, owner: str, ttl: int) -> str |
     if holder == owner:
         return None
     reason = "free" if not holder else holder_dead_reason(conn, holder)
-    if reason is None:
+    stale = "" if reason else str(STALE_SECONDS)
+    taken = scripts.script(conn, "take_over_lock")(keys=[key], args=[holder, owner, ttl, stale])
+    if not taken:
         return None
-    taken = scripts.script(conn, "take_over_lock")(keys=[key], args=[holder, owner, ttl])
-    return reason if taken else None
+    return reason or f"scheduler {holder} has not refreshed its lock for {STALE_SECONDS:.0f}s"
+
+
+def move_due_jobs(conn: redis.Redis, queue: str, limit: int = 1000) -> list[str]:
+    """Move the queue's due scheduled jobs (retries, enqueue_in/at) onto it, atomically."""
+    q = get_queue(queue, conn)
+    moved = scripts.script(conn, "move_due")(
+        keys=[q.scheduled_job_registry.key, q.key],
+        args=[Job.redis_job_namespace_prefix, utcformat(utcnow()), limit],
+    )
+    return [text(m) for m in moved]

@@ -23,9 +23,9 @@ def stats_key(queue: str) -> str:
     return f"{PREFIX}stats:{queue}"
 
 
-def dedup_lock_key(job_id: str) -> str:
-    """Short-lived lock that makes check-then-enqueue of one job id atomic across clients."""
-    return f"{PREFIX}dedup-lock:{job_id}"
+def claim_token_key(execution_id: str) -> str:
+    """Which job a claim took, kept for a heartbeat TTL: a re-sent claim returns that job."""
+    return f"{PREFIX}claim:{execution_id}"
 
 
 def dlq_retries_key(queue: str) -> str:

@@ -55,6 +55,8 @@ class QueueSnapshot:
     config_error: bool = False
     #: Lifetime quarantined jobs by the kind of their last crash (control.recovery.CRASH_KINDS).
     quarantined: Mapping[str, int] = field(default_factory=dict)
+    #: Queued ids a worker found without a job hash and dropped, from finex:stats:<queue>.
+    dropped_total: int = 0
 
 
 def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSnapshot:
@@ -76,7 +78,8 @@ def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSn
     pipe.zrangebyscore(StartedJobRegistry(queue, conn).key, *rqkeys.active_bounds(now))
     pipe.exists(config_error_key(queue))
     pipe.hmget(stats_key(queue), [f"quarantined:{kind}" for kind in CRASH_KINDS])
-    failed_total, finished, live, config_error, quarantined = pipe.execute()
+    pipe.hget(stats_key(queue), "dropped")
+    failed_total, finished, live, config_error, quarantined, dropped = pipe.execute()
     oldest = 0.0
     if live:
         pipe = conn.pipeline(transaction=False)
@@ -92,6 +95,7 @@ def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSn
         oldest_active_age=oldest,
         config_error=bool(config_error),
         quarantined={k: int(n) for k, n in zip(CRASH_KINDS, quarantined, strict=True) if n},
+        dropped_total=int(dropped or 0),
     )
 
 
@@ -177,6 +181,12 @@ class QueueCollector(Collector):
                 "answers and refuses its login or a startup parameter; the worker takes no job.",
                 labels=label,
             ),
+            CounterMetricFamily(
+                "finex_jobs_dropped",
+                "Queued ids a worker found without a job hash and dropped: work that never ran "
+                "(JobsDropped), counted in Redis.",
+                labels=label,
+            ),
         )
 
     def collect(self) -> Iterable[Metric]:
@@ -193,6 +203,7 @@ class QueueCollector(Collector):
             outages,
             quarantined,
             refused,
+            dropped,
         ) = families
         conn = self._redis()
         for queue in self.queues:
@@ -219,6 +230,7 @@ class QueueCollector(Collector):
             # Every kind, 0 included: a series that starts at 1 would hide its first increase.
             for kind in CRASH_KINDS:
                 quarantined.add_metric([queue, kind], snap.quarantined.get(kind, 0))
+            dropped.add_metric([queue], snap.dropped_total)
         return list(families)
 
 

@@ -13,25 +13,22 @@ keeps its error until someone acts on it.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 from rq import Queue, Retry
-from rq.job import Job, JobStatus
+from rq.job import Job
+from rq.results import Result
 
-from finex_workers.core.keys import dedup_lock_key
+from finex_workers.control import scripts
 from finex_workers.core.settings import Settings
-from finex_workers.infra.redisconn import get_queue
+from finex_workers.infra.redisconn import get_queue, text
 
 _JOBS = "finex_workers.runtime.jobs."
 #: Generations tried per base id before giving up (only reached if 8 copies run at once).
 MAX_GENERATIONS = 8
-_PENDING = {JobStatus.QUEUED.value, JobStatus.SCHEDULED.value, JobStatus.DEFERRED.value}
-_BUSY = {JobStatus.STARTED.value, JobStatus.FAILED.value}
 
 
 @dataclass(frozen=True)
@@ -42,22 +39,15 @@ class Enqueued:
     created: bool
 
 
-@contextmanager
-def _id_lock(conn: redis.Redis, base_id: str, timeout: float = 10.0) -> Iterator[None]:
-    key = dedup_lock_key(base_id)
-    deadline = time.monotonic() + timeout
-    while not conn.set(key, "1", nx=True, px=int(timeout * 1000)):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"could not take the enqueue lock for {base_id} in {timeout}s")
-        time.sleep(0.002)
-    try:
-        yield
-    finally:
-        conn.delete(key)
-
-
 def _generation_ids(base_id: str) -> list[str]:
     return [base_id] + [f"{base_id}--g{n}" for n in range(1, MAX_GENERATIONS)]
+
+
+def _retry(settings: Settings) -> Retry | None:
+    """The retry policy every unit of work gets: settings.retry_max attempts after the first."""
+    if settings.retry_max <= 0:
+        return None
+    return Retry(max=settings.retry_max, interval=list(settings.retry_intervals))
 
 
 def enqueue_unique(
@@ -71,37 +61,47 @@ def enqueue_unique(
 ) -> Enqueued:
     """Enqueue func(**kwargs) under base_id unless the same work is already pending.
 
+    One atomic script (``control/lua/enqueue_unique.lua``) checks every generation's status and
+    enqueues under the first free one, so two clients never both enqueue the same work, and
+    nothing needs a lock that a crashed client could leave behind. A free generation that holds
+    a finished run is reset first: a reused id must not keep the old run's ``result_ttl``
+    EXPIRE (RQ's own enqueue keeps it: HSET keeps a key's TTL), or the queued job would vanish
+    when that runs out before a worker claims it.
+
+    The job hash is built by RQ's own code (``Queue.create_job``, ``_prepare_for_queue``,
+    ``Job.to_dict``), so it is the hash RQ's enqueue writes (a test compares the two).
     func is a dotted path, so enqueueing never imports the job code (and its database layer).
     """
     conn = queue.connection
     ids = _generation_ids(base_id)
-    with _id_lock(conn, base_id):
-        pipe = conn.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hget(Job.key_for(job_id), "status")
-        statuses = [s.decode() if s else None for s in pipe.execute()]
-        for job_id, status in zip(ids, statuses, strict=True):
-            if status in _PENDING:
-                return Enqueued(job_id, created=False)
-        free = next((i for i, s in zip(ids, statuses, strict=True) if s not in _BUSY), None)
-        if free is None:
-            raise RuntimeError(f"{MAX_GENERATIONS} generations of {base_id} are running or failed")
-        retry = (
-            Retry(max=settings.retry_max, interval=list(settings.retry_intervals))
-            if settings.retry_max > 0
-            else None
-        )
-        queue.enqueue_call(
-            func,
-            kwargs=kwargs,
-            job_id=free,
-            timeout=settings.job_timeout,
-            failure_ttl=settings.dlq_ttl,
-            result_ttl=3600,
-            retry=retry,
-            description=description or base_id,
-        )
-        return Enqueued(free, created=True)
+    job = queue.create_job(
+        func,
+        kwargs=kwargs,
+        job_id=base_id,
+        timeout=settings.job_timeout,
+        failure_ttl=settings.dlq_ttl,
+        result_ttl=3600,
+        retry=_retry(settings),
+        description=description or base_id,
+    )
+    queue._prepare_for_queue(job)
+    fields = [part for pair in job.to_dict().items() for part in pair]
+    keys = [queue.key, queue.redis_queues_keys, queue.finished_job_registry.key]
+    for job_id in ids:
+        generation = Job(job_id, connection=conn)
+        keys += [
+            generation.key,
+            Result.get_key(job_id),
+            generation.dependents_key,
+            generation.dependencies_key,  # RQ spells it rq:job::<id>:dependencies
+        ]
+    reply = scripts.script(conn, "enqueue_unique")(
+        keys=keys, args=[len(ids), queue.key, *ids, *fields]
+    )
+    kind = text(reply[0])
+    if kind == "busy":
+        raise RuntimeError(f"{MAX_GENERATIONS} generations of {base_id} are running or failed")
+    return Enqueued(ids[int(reply[1]) - 1], created=kind == "created")
 
 
 def _digest(ids: Sequence[int]) -> str:

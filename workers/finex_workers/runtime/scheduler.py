@@ -10,6 +10,9 @@ ScheduledJobRegistry onto the queue. Three changes, each because of a measured s
 - A lost Redis connection (a Redis restart, a Sentinel failover) does not end the process: it
   logs one line, waits with a capped backoff and carries on with the locks it held, which a
   restart from the AOF kept.
+- Due jobs move in one script per queue (``control.scheduling.move_due_jobs``): RQ reads the
+  due ids and enqueues them in a later round trip, so a scheduler that took the lock over and
+  the old holder, still alive, could both enqueue one job.
 - The connection is the one given (RQ rebuilds a pool from its kwargs, which loses a Sentinel
   connection pool's master discovery).
 """
@@ -24,7 +27,7 @@ from typing import Any
 import redis
 from rq.scheduler import RQScheduler
 
-from finex_workers.control.scheduling import take_over_lock
+from finex_workers.control.scheduling import move_due_jobs, take_over_lock
 from finex_workers.runtime.redis_wait import delays
 
 log = logging.getLogger("finex.scheduler")
@@ -60,6 +63,14 @@ class FinexScheduler(RQScheduler):
         self._scheduled_job_registries = []
         return held
 
+    def enqueue_scheduled_jobs(self) -> None:
+        self._status = self.Status.WORKING
+        for name in sorted(self._acquired_locks):
+            moved = move_due_jobs(self.connection, name)
+            if moved:
+                log.info("moved %d due job(s) onto %s", len(moved), name)
+        self._status = self.Status.STARTED
+
     def work(self) -> None:
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
         backoff = delays(*REDIS_BACKOFF)
@@ -72,7 +83,7 @@ class FinexScheduler(RQScheduler):
                 if self.should_reacquire_locks:
                     self.acquire_locks()
                 self.heartbeat()  # type: ignore[no-untyped-call]
-                self.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+                self.enqueue_scheduled_jobs()
                 backoff = delays(*REDIS_BACKOFF)
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
                 delay = next(backoff)

@@ -398,6 +398,7 @@ def run_worker(
         metrics=worker_metrics,
         database_url=settings.worker_database_url,
         outage_returns_max=settings.outage_returns_max,
+        max_crashes=settings.max_crashes,
     )
     try:
         worker.work(burst=burst, logging_level="INFO")

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import redis
+from rq import worker_registration
 from rq.defaults import RQ_KEY_PREFIX
 from rq.exceptions import StopRequested
 from rq.executions import Execution
@@ -65,10 +66,12 @@ from rq.utils import now as utcnow
 from rq.worker import SimpleWorker, WorkerStatus
 
 from finex_workers.control import scripts
-from finex_workers.control.recovery import CAPPED, return_for_outage
+from finex_workers.control.recovery import CAPPED, clean_stuck_jobs, return_for_outage
 from finex_workers.core.errors import PayloadError, ServiceRefusedError, ServiceUnreachableError
-from finex_workers.core.keys import config_error_key, paused_key, stats_key
+from finex_workers.core.settings import Settings
+from finex_workers.core.keys import claim_token_key, config_error_key, paused_key, stats_key
 from finex_workers.infra import rqkeys
+from finex_workers.infra.processes import pid_namespace
 from finex_workers.infra.reachability import check_postgres, outage_of, redis_unreachable
 from finex_workers.infra.redisconn import text
 from finex_workers.runtime.backstop import BackstopDeathPenalty
@@ -144,6 +147,7 @@ class FinexWorker(SimpleWorker):
         metrics: WorkerMetrics | None = None,
         database_url: str | None = None,
         outage_returns_max: int = 10,
+        max_crashes: int = Settings.max_crashes,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -153,6 +157,9 @@ class FinexWorker(SimpleWorker):
         self.database_url = database_url
         #: Outage returns one job may have before an outage costs it an attempt.
         self.outage_returns_max = outage_returns_max
+        #: Crashes that quarantine a job, for the sweep in this worker's maintenance
+        #: (Settings.max_crashes, FINEX_MAX_CRASHES; 0: no crash accounting).
+        self.max_crashes = max_crashes
         #: The configuration error this worker reported (its one line), or None.
         self.refused: str | None = None
         #: Jobs this process returned to their queue because of an outage.
@@ -162,6 +169,7 @@ class FinexWorker(SimpleWorker):
         # Bound once: redis-py hashes a script's source each time one is registered.
         self._claim_script = scripts.script(self.connection, "claim")
         self._finish_script = scripts.script(self.connection, "finish")
+        self._own_script = scripts.script(self.connection, "own")
         self._beater = _Beater(
             self, max(1.0, min(self.job_monitoring_interval, self.worker_ttl / 3))
         )
@@ -177,6 +185,8 @@ class FinexWorker(SimpleWorker):
         # published in between reaches nobody. Subscribe first: once listed, a worker hears it.
         self.subscribe()
         super().register_birth()  # type: ignore[no-untyped-call]
+        # Where its pid means something: the sweep judges "pid gone" only from there.
+        self.connection.hset(self.key, "finex_pidns", pid_namespace())
 
     def subscribe(self) -> None:
         if self.pubsub_thread is not None:  # already done by register_birth
@@ -223,7 +233,7 @@ class FinexWorker(SimpleWorker):
                 try:
                     if self.should_run_maintenance_tasks:
                         self.run_maintenance_tasks()  # type: ignore[no-untyped-call]
-                    claimed = self._claim()
+                    claimed = self._claim_past_dropped()
                     if claimed == "empty":
                         if burst:
                             self.log.info("Worker %s: done, quitting", self.name)
@@ -231,7 +241,8 @@ class FinexWorker(SimpleWorker):
                         self._wait_for_work()
                         continue
                     if claimed in ("paused", "suspended"):
-                        if burst and claimed == "suspended":
+                        if burst:  # nothing will run until someone resumes: don't wait for it
+                            self.log.info("Worker %s: queue %s, quitting", self.name, claimed)
                             break
                         self._wait_while(claimed)
                         continue
@@ -367,6 +378,13 @@ class FinexWorker(SimpleWorker):
                 self.log.error("Worker %s: lost Redis (%s) while recording a job", self.name, exc)
                 self._await_services()
 
+    def _claim_past_dropped(self) -> str | tuple[Job, Queue, Execution, bool]:
+        """Claim; an id dropped (missing or duplicate) is followed by the next, at once: a
+        burst worker does not stop at it, nor an idle one wait a dequeue timeout."""
+        while (claimed := self._claim()) in ("missing", "duplicate"):
+            pass
+        return claimed
+
     def _claim(self) -> str | tuple[Job, Queue, Execution, bool]:
         """One round trip: the next job, started; or why there is none ('empty', 'paused', ...)."""
         queue = self.queues[0]
@@ -384,6 +402,8 @@ class FinexWorker(SimpleWorker):
                 queue.started_job_registry.key,
                 self.key,
                 self.executions_key,
+                stats_key(self.queue_name),
+                claim_token_key(execution_id),
             ],
             args=[
                 Job.redis_job_namespace_prefix,
@@ -401,8 +421,18 @@ class FinexWorker(SimpleWorker):
         if kind != "job":
             self._state = WorkerStatus.IDLE
             if kind == "missing":
-                self.log.warning("Worker %s: job %s has no data; dropped", self.name, reply[1])
-                return "empty"
+                self.log.error(
+                    "Worker %s: job %s has no data; dropped (counted as dropped in %s)",
+                    self.name,
+                    text(reply[1]),
+                    stats_key(self.queue_name),
+                )
+            elif kind == "duplicate":
+                self.log.warning(
+                    "Worker %s: job %s was in the queue twice; skipped the copy",
+                    self.name,
+                    text(reply[1]),
+                )
             return kind
         _, job_id, has_dependents, flat = reply
         job = self.job_class(text(job_id), connection=self.connection, serializer=self.serializer)
@@ -516,7 +546,7 @@ class FinexWorker(SimpleWorker):
         # As FinishedJobRegistry.add scores it: expiry time, or +inf for a result kept forever.
         score: int | str = ttl if ttl < 0 else current_timestamp() + ttl
         worked = (job.ended_at - execution.created_at).total_seconds()
-        self._finish_script(
+        recorded = self._finish_script(
             keys=[
                 job.key,
                 Result.get_key(job.id),
@@ -541,7 +571,64 @@ class FinexWorker(SimpleWorker):
                 *fields,
             ],
         )
+        if recorded == -1:  # a dependent was enqueued while it ran: RQ's path releases it
+            self._finalize_success(job, queue, execution, value)
+            return
         self.executions.pop(execution.id, None)
+
+    def _owns(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        """Whether this worker still owns the execution (a sweep may have taken the job back),
+        with its lease renewed for the round trip that records the outcome (lua/own.lua)."""
+        owned = self._own_script(
+            keys=[queue.started_job_registry.key, self.key],
+            args=[execution.composite_key, self.get_heartbeat_ttl_for(queue)],
+        )
+        if not owned:
+            self.executions.pop(execution.id, None)
+            self.log.warning(
+                "Worker %s: job %s was taken back by the stuck-job sweep while it ran; "
+                "its outcome here is not recorded",
+                self.name,
+                job.id,
+            )
+        return bool(owned)
+
+    def _finalize_failure(
+        self, job: Job, queue: Queue, execution: Execution, exc_info: Any
+    ) -> None:
+        # RQ's failure path (retry, DLQ) writes in a pipeline without checking ownership.
+        if self._owns(job, queue, execution):
+            super()._finalize_failure(job, queue, execution, exc_info)
+
+    def _finalize_success(self, job: Job, queue: Queue, execution: Execution, value: Any) -> None:
+        # RQ's success path (dependents, callbacks, retries by return value), same check.
+        if self._owns(job, queue, execution):
+            super()._finalize_success(job, queue, execution, value)
+
+    def clean_registries(self) -> None:
+        """RQ's maintenance, with the finex sweep as the one abandoned-job handler.
+
+        RQ's StartedJobRegistry.cleanup (and its intermediate-list cleanup) would race the
+        sweep with other semantics and without its atomic claim; the sweep
+        (``control.clean_stuck_jobs``) handles both. The other registries keep RQ's cleanup.
+        """
+        for queue in self.queues:
+            if not queue.acquire_maintenance_lock():
+                continue
+            self.log.info("Worker %s: cleaning registries for queue %s", self.name, queue.name)
+            report = clean_stuck_jobs(self.connection, queue.name, max_crashes=self.max_crashes)
+            for job_id in report.requeued + report.dead_lettered:
+                self.log.warning("Worker %s: %s: %s", self.name, job_id, report.reasons[job_id])
+            for registry in (
+                queue.finished_job_registry,
+                queue.failed_job_registry,
+                queue.deferred_job_registry,
+                queue.ready_job_registry,  # dependents moved to ready but not yet enqueued
+            ):
+                registry.cleanup()
+            worker_registration.clean_worker_registry(queue)
+            queue.release_maintenance_lock()
+        self.last_cleaned_at = utcnow()  # type: ignore[assignment]
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         # RQ beats the worker hash with HSET + 2x EXPIRE, unpipelined. The claim script already

@@ -10,10 +10,15 @@
 -- ARGV: job id, ended_at (RQ's UTC format), result ttl (seconds, -1 = keep), finished score,
 --       execution composite (<job>:<execution>), execution id, seconds worked,
 --       then the result's fields and values (Result.serialize()).
--- Returns 1 when it recorded the success, 0 when the execution was settled before.
+-- Returns 1 when it recorded the success, 0 when the execution was settled before, -1 when the
+-- job has dependents (recorded nothing: the worker takes RQ's own path, which releases them).
 -- Once: an execution no longer in the started registry was settled already (a retry of this
 -- script after Redis dropped its reply, or a sweep that judged the worker dead). Returns 0 then.
+-- Dependents are looked at here, at the finish, not only at the claim: a dependent enqueued
+-- while the job ran is in the set now. One enqueued after this script is not stranded either:
+-- RQ's enqueue WATCHes the parent's hash, sees it finished, and enqueues the child itself.
 if not redis.call('ZSCORE', KEYS[5], ARGV[5]) then return 0 end
+if redis.call('EXISTS', KEYS[10]) == 1 then return -1 end
 local ttl = tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'status', 'finished', 'ended_at', ARGV[2], 'last_heartbeat', ARGV[2])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', '10', '*', unpack(ARGV, 8))
