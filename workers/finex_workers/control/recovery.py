@@ -9,7 +9,6 @@ sweepers running at once (a supervisor and the operator) cannot both requeue it.
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime

@@ -68,8 +68,8 @@ from rq.worker import SimpleWorker, WorkerStatus
 from finex_workers.control import scripts
 from finex_workers.control.recovery import CAPPED, clean_stuck_jobs, return_for_outage
 from finex_workers.core.errors import PayloadError, ServiceRefusedError, ServiceUnreachableError
-from finex_workers.core.settings import Settings
 from finex_workers.core.keys import claim_token_key, config_error_key, paused_key, stats_key
+from finex_workers.core.settings import Settings
 from finex_workers.infra import rqkeys
 from finex_workers.infra.processes import pid_namespace
 from finex_workers.infra.reachability import check_postgres, outage_of, redis_unreachable
