@@ -156,18 +156,25 @@ def test_the_failure_path_leaves_a_job_the_sweep_took_back(redis_conn, settings:
     ).job_id
     retries = Job.fetch(job_id, connection=redis_conn).retries_left
     run_burst(redis_conn, "growth", max_jobs=1)
-    # The sweep requeued it (one attempt used); the worker's failure path must not act too.
+    # The sweep requeued it (a crash: no attempt used, one crash counted); the worker's failure
+    # path must not act too: no second copy, no failure recorded, no attempt taken.
     assert redis_conn.lrange(q.key, 0, -1) == [job_id.encode()]
     job = Job.fetch(job_id, connection=redis_conn)
     assert job.get_status() == JobStatus.QUEUED
-    assert job.retries_left == retries - 1
+    assert job.retries_left == retries
+    assert int(redis_conn.hget(job.key, "finex_crashes") or 0) == 1
     assert q.failed_job_registry.get_job_ids() == []
 
 
 # -- item 9: the sweep's dead letters look like every other -----------------------------------
 
 
-def test_the_sweep_dead_letters_with_ended_at_and_the_dlq_ttl(redis_conn, settings: Any) -> None:
+@pytest.mark.parametrize("max_crashes", [0, 1], ids=["out-of-attempts", "quarantined"])
+def test_the_sweep_dead_letters_with_ended_at_and_the_dlq_ttl(
+    redis_conn, settings: Any, max_crashes: int
+) -> None:
+    """Both ways the sweep dead-letters: out of attempts (crash accounting off) and quarantined
+    at the max_crashes-th crash."""
     import socket
 
     from finex_workers import control
@@ -183,8 +190,9 @@ def test_the_sweep_dead_letters_with_ended_at_and_the_dlq_ttl(redis_conn, settin
         mapping={"pid": 4194306, "hostname": socket.gethostname(), "finex_pidns": pid_namespace()},
     )
 
-    report = control.clean_stuck_jobs(redis_conn, "growth")
+    report = control.clean_stuck_jobs(redis_conn, "growth", max_crashes=max_crashes)
     assert report.dead_lettered == [job_id]
+    assert report.quarantined == ([job_id] if max_crashes else [])
     job = Job.fetch(job_id, connection=redis_conn)
     assert job.get_status() == JobStatus.FAILED
     assert job.ended_at is not None  # the DLQ policy's backoff counts from it

@@ -28,6 +28,10 @@ _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
 DURATION_FIELDS = frozenset({"total_working_time"})
 #: Hash fields holding a client's address, host:port; the port is the connection's own.
 ADDRESS_FIELDS = frozenset({"ip_address"})
+#: Hash fields of our own inside rq's hashes (a worker's PID namespace, a job's crash count):
+#: rq reads a hash by its own field names and ignores others, so they are extensions, not
+#: differences. Like the `finex:` keys, they are left out of the comparison.
+OWN_FIELD_PREFIX = "finex_"
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,11 @@ def snapshot(conn: redis.Redis, ignore_prefixes: tuple[str, ...] = ()) -> dict[s
         kind = conn.type(raw_key).decode()
         value: Any
         if kind == "hash":
-            value = {f.decode(): normalise(v, f.decode()) for f, v in conn.hgetall(raw_key).items()}
+            value = {
+                f.decode(): normalise(v, f.decode())
+                for f, v in conn.hgetall(raw_key).items()
+                if not f.decode().startswith(OWN_FIELD_PREFIX)
+            }
         elif kind == "set":
             value = sorted(normalise(m) for m in conn.smembers(raw_key))
         elif kind == "zset":
