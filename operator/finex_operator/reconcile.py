@@ -19,7 +19,7 @@ import redis
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from finex_operator import cluster
+from finex_operator import cluster, urlerrors
 from finex_operator.planner import (
     PAUSED_BY,
     PHASES,
@@ -54,6 +54,9 @@ class Runtime:
     redis_clients: dict[str, redis.Redis] = field(default_factory=dict)
     locks: dict[str, threading.Lock] = field(default_factory=dict)
     last_sweep: dict[str, float] = field(default_factory=dict)
+    #: The last Warning about each Deployment the operator could not apply, by (pool uid,
+    #: Deployment name): posted once, not on every tick, until it changes or goes away.
+    apply_warnings: dict[tuple[str, str], str] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
 
     def lock_for(self, key: str) -> threading.Lock:
@@ -106,8 +109,14 @@ def observe(rt: Runtime, body: dict[str, Any]) -> tuple[Observed, redis.Redis | 
         conn = rt.redis_for(url)
         states, dlq = _observe_redis(rt, conn, spec)
         load = _observe_load(conn, spec)
-    except (cluster.SecretError, redis.RedisError, ValueError) as exc:
+    except cluster.SecretError as exc:  # names the Secret and key, never their value
         error, conn = f"{type(exc).__name__}: {exc}", None
+    except (redis.RedisError, ValueError) as exc:
+        # Its text may quote the URL (a password's first half): status, Events and the log
+        # get the kind of failure only.
+        ref = spec.redis_url
+        source = f"the Redis URL in Secret {namespace}/{ref.name}, key {ref.key}"
+        error, conn = urlerrors.describe(exc, source), None
     pods = cluster.pods(rt.api, namespace, name)
     key = meta["uid"]
     sweep_due = time.monotonic() - rt.last_sweep.get(key, 0.0) >= rt.settings.sweep_seconds
@@ -138,9 +147,7 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
     # Costs first: a scale-in in todo.apply must find its victims already marked.
     for pod, cost in todo.pod_costs.items():
         cluster.set_deletion_cost(rt.api, namespace, pod, cost)
-    for dep in todo.apply:
-        cluster.apply_deployment(rt.api, namespace, dep)
-    after: list[Event] = []
+    after = [e for dep in todo.apply if (e := _apply(rt, body, dep)) is not None]
     if conn is None:
         return after
     for q in todo.pause:
@@ -165,6 +172,26 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
                 )
             )
     return after
+
+
+def _apply(rt: Runtime, pool: dict[str, Any], dep: dict[str, Any]) -> Event | None:
+    """Apply one Deployment; a Warning Event, once, when it is not the pool's or is refused."""
+    key = (pool["metadata"]["uid"], dep["metadata"]["name"])
+    try:
+        cluster.apply_deployment(rt.api, pool["metadata"]["namespace"], dep)
+    except cluster.ForeignDeploymentError as exc:
+        warning = Event("Warning", EventReason.DEPLOYMENT_NOT_OWNED, str(exc))
+    except ApiException as exc:
+        if exc.status != 422:  # conflicts and outages: the next tick re-plans
+            raise
+        warning = Event("Warning", EventReason.DEPLOYMENT_REFUSED, cluster.refusal(exc, dep))
+    else:
+        rt.apply_warnings.pop(key, None)
+        return None
+    if rt.apply_warnings.get(key) == warning.message:
+        return None
+    rt.apply_warnings[key] = warning.message
+    return warning
 
 
 def report(rt: Runtime, body: dict[str, Any], todo: Plan, events: list[Event]) -> bool:
