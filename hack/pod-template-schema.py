@@ -48,7 +48,12 @@ MARKER = re.compile(r"^(?P<indent> *)# BEGIN generated: (?P<name>\w+)\n", re.M)
 
 def _int_or_string(node: dict[str, Any]) -> bool:
     fmt = node.get("format")
-    return bool(node.get("x-kubernetes-int-or-string")) or fmt in ("int-or-string", "quantity")
+    one_of = {o.get("type") for o in node.get("oneOf", ())}  # Quantity: a string or a number
+    return (
+        bool(node.get("x-kubernetes-int-or-string"))
+        or fmt in ("int-or-string", "quantity")
+        or ("string" in one_of and one_of & {"number", "integer"} != set())
+    )
 
 
 def _resolve(node: dict[str, Any], schemas: dict[str, Any], seen: tuple[str, ...]) -> dict:
@@ -95,6 +100,15 @@ class _NoAliases(yaml.SafeDumper):
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    """Upstream descriptions with line breaks (enum lists) as readable literal blocks."""
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_NoAliases.add_representer(str, _text)
 
 
 def render(name: str, schemas: dict[str, Any], indent: str) -> str:
