@@ -18,6 +18,7 @@ from finex_operator import builders
 from finex_operator.spec import parse_spec
 from tests.support import cluster as k8s
 from tests.support.k8s_fixtures import Kubectl
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -31,7 +32,22 @@ def crds(k8s_cluster: k8s.Cluster) -> None:
     assert scaledobjects.is_file(), "run hack/build-k8s-tools.sh (KEDA_VERSION) first"
     for crd in (CRD, scaledobjects):
         k8s_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(crd))
-        k8s_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(crd))
+        name = yaml.safe_load(crd.read_text())["metadata"]["name"]
+        # Not `kubectl wait` at once: right after the apply the CRD may have no conditions yet.
+        wait_for(
+            f"{name} Established",
+            lambda name=name: (
+                k8s_cluster.kubectl(
+                    "get",
+                    "crd",
+                    name,
+                    "-o",
+                    'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+                ).stdout
+                == "True"
+            ),
+            timeout=60,
+        )
 
 
 def test_the_examples_are_the_ones_the_docs_name() -> None:
