@@ -147,7 +147,20 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
     # Costs first: a scale-in in todo.apply must find its victims already marked.
     for pod, cost in todo.pod_costs.items():
         cluster.set_deletion_cost(rt.api, namespace, pod, cost)
-    after = [e for dep in todo.apply if (e := _apply(rt, body, dep)) is not None]
+    after: list[Event] = []
+    not_applied = set()
+    for dep in todo.apply:
+        applied, warning = _apply(rt, body, dep)
+        after += [warning] if warning is not None else []
+        if not applied:
+            not_applied.add(dep["metadata"]["name"])
+    # The planner announced each Deployment it applies; drop the announcement of one that was
+    # not (foreign, refused, or changed meanwhile), or it would repeat on every round.
+    todo.events[:] = [
+        e for e in todo.events
+        if not (e.reason == EventReason.DEPLOYMENT_APPLIED
+                and e.message.split(":", 1)[0] in not_applied)
+    ]  # fmt: skip
     if conn is None:
         return after
     for q in todo.pause:
@@ -174,24 +187,27 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
     return after
 
 
-def _apply(rt: Runtime, pool: dict[str, Any], dep: dict[str, Any]) -> Event | None:
-    """Apply one Deployment; a Warning Event, once, when it is not the pool's or is refused."""
+def _apply(rt: Runtime, pool: dict[str, Any], dep: dict[str, Any]) -> tuple[bool, Event | None]:
+    """Apply one Deployment: whether it was, and a Warning Event (once per message) when it is
+    not the pool's or the apiserver refused it."""
     key = (pool["metadata"]["uid"], dep["metadata"]["name"])
     try:
         cluster.apply_deployment(rt.api, pool["metadata"]["namespace"], dep)
     except cluster.ForeignDeploymentError as exc:
         warning = Event("Warning", EventReason.DEPLOYMENT_NOT_OWNED, str(exc))
     except ApiException as exc:
-        if exc.status != 422:  # conflicts and outages: the next tick re-plans
+        if exc.status == 409:  # changed since it was read (an HPA's scale): the next round
+            return False, None
+        if exc.status != 422:
             raise
         warning = Event("Warning", EventReason.DEPLOYMENT_REFUSED, cluster.refusal(exc, dep))
     else:
         rt.apply_warnings.pop(key, None)
-        return None
+        return True, None
     if rt.apply_warnings.get(key) == warning.message:
-        return None
+        return False, None
     rt.apply_warnings[key] = warning.message
-    return warning
+    return False, warning
 
 
 def report(rt: Runtime, body: dict[str, Any], todo: Plan, events: list[Event]) -> bool:

@@ -156,25 +156,29 @@ def test_a_foreign_deployment_of_the_same_name_is_left_alone(
     # The pool's other queues got their Deployments; the foreign one is as it was.
     for q in ("growth", "probability"):
         wait_for(f"pool-{q}", lambda q=q: deployment(k8s_api, k8s_namespace, f"pool-{q}"), 30)
-    # A few more reconciles (each status patch is one), then the foreign one is unchanged.
-    seen = get_pool(k8s_api, k8s_namespace)["metadata"]["resourceVersion"]
-    wait_for(
-        "the operator to reconcile again",
-        lambda: (
-            get_pool(k8s_api, k8s_namespace)["metadata"]["resourceVersion"] != seen
-            or pool_events(k8s_api, k8s_namespace, "DeploymentApplied")
-        ),
-        timeout=30,
-    )
+    # More rounds: a spec change the operator must carry to pool-growth, so it has also tried
+    # pool-matrix again by then.
+    changed = pool()
+    changed["spec"]["queues"][1]["concurrency"] = 4
+    apply(kubectl, changed)
+
+    def growth_follows() -> bool:
+        dep = deployment(k8s_api, k8s_namespace, "pool-growth") or {}
+        env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        return {"name": "GROWTH_WORKER_CONCURRENCY", "value": "4"} in env
+
+    wait_for("pool-growth to follow the spec", growth_follows, timeout=30)
     now = deployment(k8s_api, k8s_namespace, "pool-matrix")
     assert now is not None
     assert now["metadata"].get("ownerReferences") is None
     assert now["metadata"]["labels"] == foreign["metadata"]["labels"]
     assert now["spec"]["template"] == foreign["spec"]["template"]
     assert now["metadata"]["generation"] == foreign["metadata"]["generation"]
-    (message,) = pool_events(k8s_api, k8s_namespace, "DeploymentNotOwned")
+    (message,) = pool_events(k8s_api, k8s_namespace, "DeploymentNotOwned")  # once, not per round
     assert "pool-matrix" in message
     assert "no controller" in message
+    applied = pool_events(k8s_api, k8s_namespace, "DeploymentApplied")
+    assert not [m for m in applied if m.startswith("pool-matrix:")], applied
 
     # Once it is gone, the pool creates its own.
     kubectl("delete", "deployment", "pool-matrix", "--wait=true")
