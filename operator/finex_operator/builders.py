@@ -1,7 +1,7 @@
 """Kubernetes objects the operator owns, built as plain dicts by pure functions.
 
 One Deployment per queue, named <pool>-<queue>, owned by the pool. A hash of the built object
-sits in an annotation, so "patch if different" is one string comparison.
+sits in an annotation, so "replace if different" is one string comparison.
 """
 
 from __future__ import annotations
