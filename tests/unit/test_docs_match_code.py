@@ -128,3 +128,20 @@ def test_a_live_worker_means_the_same_everywhere() -> None:
     status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
     assert LIVE in status["properties"]["queues"]["items"]["properties"]["workers"]["description"]
     assert f"live workers ({LIVE})" in README.read_text()
+
+
+PROSE = [README, ROOT / "bench" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("path", PROSE, ids=lambda p: p.name)
+def test_every_finex_command_the_docs_name_exists(path: Path) -> None:
+    """`finex recompute` was named in the docs and never existed; `finex enqueue full` does."""
+    parser = build_parser()
+    top = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    pattern = r"(?:`|^\s*|\$ )finex ([a-z][a-z-]*)(?: ([a-z][a-z-]*))?"
+    for match in re.finditer(pattern, path.read_text(), flags=re.MULTILINE):
+        first, second = match.groups()
+        assert first in top, match.group(0)
+        subs = [a for a in top[first]._actions if isinstance(a, argparse._SubParsersAction)]
+        if subs and second is not None:
+            assert second in subs[0].choices, match.group(0)
