@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 from kubernetes import client
+from kubernetes import watch as kwatch
 
 from tests.e2e import test_operator as base
 from tests.e2e.test_operator import Operator, apply, condition, get_pool, pool
@@ -237,3 +238,68 @@ def test_a_redis_url_is_never_echoed_in_status_or_events(
     # Each pool still says what is wrong: the parse error, or the refused credentials.
     assert "it cannot be parsed as a URL" in text
     assert "the server refused its user name or password" in text
+
+
+def test_an_image_change_never_runs_more_pods_than_replicas(
+    operator: Operator,
+    secret: str,
+    kubectl: Kubectl,
+    k8s_api: client.ApiClient,
+    k8s_namespace: str,
+) -> None:
+    """The connection budget counts replicas x concurrency, and a Pod holds its connections
+    until it is gone, terminating or not. So during a roll the Pods that exist at once (from the
+    apiserver's watch: created, until deleted) never exceed the replicas. The default
+    RollingUpdate (25% surge: 1 extra Pod of 3) would."""
+    body = pool()
+    body["spec"]["queues"] = [{"name": "matrix", "replicas": 3, "concurrency": 5}]
+    apply(kubectl, body)
+    wait_for(
+        "3 Ready matrix Pods",
+        lambda: (
+            ((deployment(k8s_api, k8s_namespace, "pool-matrix") or {}).get("status") or {}).get(
+                "readyReplicas"
+            )
+            == 3
+        ),
+        60,
+    )
+    core = client.CoreV1Api(k8s_api)
+    listed = core.list_namespaced_pod(k8s_namespace, label_selector="finex.io/queue=matrix")
+    alive = {p.metadata.name for p in listed.items}
+    images: set[str] = set()
+    peak = len(alive)
+    body["spec"]["image"] = "registry.invalid/finex-workers:2"
+    apply(kubectl, body)
+    watch = kwatch.Watch()
+    for event in watch.stream(
+        core.list_namespaced_pod,
+        k8s_namespace,
+        label_selector="finex.io/queue=matrix",
+        resource_version=listed.metadata.resource_version,
+        timeout_seconds=60,
+    ):
+        pod = event["object"]
+        if event["type"] == "DELETED":
+            alive.discard(pod.metadata.name)
+        else:
+            alive.add(pod.metadata.name)
+            if pod.status.container_statuses and all(
+                s.ready for s in pod.status.container_statuses
+            ):
+                images.add(pod.spec.containers[0].image)
+        peak = max(peak, len(alive))
+        new_ready = [
+            p
+            for p in core.list_namespaced_pod(
+                k8s_namespace, label_selector="finex.io/queue=matrix"
+            ).items
+            if p.spec.containers[0].image.endswith(":2")
+            and p.status.container_statuses
+            and all(s.ready for s in p.status.container_statuses)
+        ]
+        if len(new_ready) == 3 and len(alive) == 3:
+            watch.stop()
+    print(f"\npods at once during the roll: peak {peak} (replicas 3)")
+    assert "registry.invalid/finex-workers:2" in images
+    assert peak <= 3
