@@ -23,7 +23,7 @@ import yaml
 from finex_operator import builders
 from finex_operator.spec import parse_spec
 from tests.support import cluster as k8s
-from tests.support.k8s_fixtures import Kubectl
+from tests.support.k8s_fixtures import Kubectl, wait_established
 from tests.support.pod_template import TEMPLATE
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "finexworkerpools.yaml"
@@ -35,7 +35,7 @@ def crd(k8s_cluster: k8s.Cluster) -> None:
     # Applying it is the check of the CEL cost estimate: the apiserver refuses a CRD whose
     # rules or messageExpressions could exceed the budget.
     k8s_cluster.kubectl("apply", "-f", str(CRD))
-    k8s_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD))
+    wait_established(k8s_cluster, CRD)
 
 
 def pool(name: str = "pool") -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -271,35 +272,39 @@ def test_an_image_change_never_runs_more_pods_than_replicas(
     peak = len(alive)
     body["spec"]["image"] = "registry.invalid/finex-workers:2"
     apply(kubectl, body)
-    watch = kwatch.Watch()
-    for event in watch.stream(
-        core.list_namespaced_pod,
-        k8s_namespace,
-        label_selector="finex.io/queue=matrix",
-        resource_version=listed.metadata.resource_version,
-        timeout_seconds=60,
-    ):
-        pod = event["object"]
-        if event["type"] == "DELETED":
-            alive.discard(pod.metadata.name)
-        else:
-            alive.add(pod.metadata.name)
-            if pod.status.container_statuses and all(
-                s.ready for s in pod.status.container_statuses
-            ):
-                images.add(pod.spec.containers[0].image)
-        peak = max(peak, len(alive))
-        new_ready = [
-            p
-            for p in core.list_namespaced_pod(
-                k8s_namespace, label_selector="finex.io/queue=matrix"
-            ).items
-            if p.spec.containers[0].image.endswith(":2")
-            and p.status.container_statuses
-            and all(s.ready for s in p.status.container_statuses)
-        ]
-        if len(new_ready) == 3 and len(alive) == 3:
-            watch.stop()
+    version = listed.metadata.resource_version
+    deadline = time.monotonic() + 120
+    # name -> (image, ready), from the watch alone, so the peak and the end are the same view.
+    seen = {p.metadata.name: (p.spec.containers[0].image, True) for p in listed.items}
+
+    def rolled() -> bool:
+        return len(alive) == 3 and all(seen[n][0].endswith(":2") and seen[n][1] for n in alive)
+
+    while not rolled() and time.monotonic() < deadline:
+        watch = kwatch.Watch()  # a stream may end before the roll does: resume where it ended
+        for event in watch.stream(
+            core.list_namespaced_pod,
+            k8s_namespace,
+            label_selector="finex.io/queue=matrix",
+            resource_version=version,
+            timeout_seconds=30,
+        ):
+            pod = event["object"]
+            version = pod.metadata.resource_version
+            name = pod.metadata.name
+            if event["type"] == "DELETED":
+                alive.discard(name)
+            else:
+                alive.add(name)
+                statuses = pod.status.container_statuses or []
+                ready = bool(statuses) and all(s.ready for s in statuses)
+                seen[name] = (pod.spec.containers[0].image, ready)
+                if ready:
+                    images.add(pod.spec.containers[0].image)
+            peak = max(peak, len(alive))
+            if rolled():
+                watch.stop()
     print(f"\npods at once during the roll: peak {peak} (replicas 3)")
+    assert rolled(), f"the roll did not finish: {seen}"
     assert "registry.invalid/finex-workers:2" in images
     assert peak <= 3
