@@ -1,16 +1,17 @@
 """Kubernetes objects the operator owns, built as plain dicts by pure functions.
 
 One Deployment per queue, named <pool>-<queue>, owned by the pool. A hash of the built object
-sits in an annotation, so "patch if different" is one string comparison.
+sits in an annotation, so "replace if different" is one string comparison.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from typing import Any
 
-from finex_operator.spec import PoolSpec
+from finex_operator.spec import PodTemplate, PoolSpec
 
 GROUP = "finex.io"
 VERSION = "v1alpha1"
@@ -104,6 +105,41 @@ def worker_command(queue: str) -> list[str]:
     return ["finex", "workers", "start", "--worker", queue, f"--metrics-port={WORKER_METRICS_PORT}"]
 
 
+def _spread(
+    constraints: tuple[dict[str, Any], ...], selector: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Spread constraints; one without a labelSelector spreads the queue's own Pods (without
+    one, Kubernetes would count no Pod at all and the constraint would do nothing)."""
+    return [c if "labelSelector" in c else {**c, "labelSelector": {"matchLabels": dict(selector)}}
+            for c in constraints]  # fmt: skip
+
+
+def _merge_pod_template(
+    pod: dict[str, Any], container: dict[str, Any], template: PodTemplate, selector: dict[str, str]
+) -> None:
+    """spec.podTemplate into the Pod spec and the worker container. The operator's own labels,
+    env and /tmp volume stay as they are (the CRD refuses templates that would clash)."""
+    t = copy.deepcopy(template)
+    pod["automountServiceAccountToken"] = t.automount_service_account_token
+    optional: dict[str, Any] = {
+        "imagePullSecrets": [{"name": n} for n in t.image_pull_secrets],
+        "serviceAccountName": t.service_account_name,
+        "priorityClassName": t.priority_class_name,
+        "nodeSelector": dict(t.node_selector),
+        "tolerations": [dict(x) for x in t.tolerations],
+        "affinity": dict(t.affinity) if t.affinity is not None else None,
+        "topologySpreadConstraints": _spread(
+            tuple(dict(x) for x in t.topology_spread_constraints), selector
+        ),
+    }
+    pod.update({k: v for k, v in optional.items() if v})
+    pod["volumes"] += [dict(v) for v in t.volumes]
+    container["env"] += [dict(e) for e in t.env]
+    if t.env_from:
+        container["envFrom"] = [dict(e) for e in t.env_from]
+    container["volumeMounts"] += [dict(m) for m in t.volume_mounts]
+
+
 def deployment(
     *, pool: str, uid: str, spec: PoolSpec, queue: str, replicas: int | None, grace_margin: int
 ) -> dict[str, Any]:
@@ -145,6 +181,22 @@ def deployment(
     }
     if spec.resources:
         container["resources"] = dict(spec.resources)
+    template = spec.pod_template
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        # Covers the longest allowed job: a warm shutdown finishes it before the kubelet kills.
+        "terminationGracePeriodSeconds": spec.job_timeout_seconds + grace_margin,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    _merge_pod_template(pod, container, template, selector)
+    pod_meta: dict[str, Any] = {"labels": {**template.labels, **all_labels}}
+    if template.annotations:
+        pod_meta["annotations"] = dict(template.annotations)
     body: dict[str, Any] = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -155,19 +207,14 @@ def deployment(
         },
         "spec": {
             "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {"labels": dict(all_labels)},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": spec.job_timeout_seconds + grace_margin,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
+            # Never old and new Pods at once: the Deployment controller does not count a
+            # terminating Pod (Kubernetes 1.35), which still holds its PostgreSQL connections
+            # while it finishes its job, so even maxSurge 0 would exceed replicas x
+            # concurrency. Recreate starts the new Pods once the old ones are gone: the
+            # connection budget holds during a roll, at the price of a gap in which the
+            # queue's jobs wait (none is lost).
+            "strategy": {"type": "Recreate"},
+            "template": {"metadata": pod_meta, "spec": pod},
         },
     }
     if replicas is not None:

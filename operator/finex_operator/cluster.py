@@ -7,6 +7,7 @@ the planner package.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any, cast
 
 from kubernetes import client
@@ -104,18 +105,71 @@ def secret_value(api: client.ApiClient, namespace: str, name: str, key: str) -> 
     return base64.b64decode(data[key]).decode()
 
 
+class ForeignDeploymentError(RuntimeError):
+    """A Deployment of the expected name exists, and this pool is not its controller."""
+
+
+def _controller(meta: dict[str, Any]) -> dict[str, Any] | None:
+    return next((r for r in meta.get("ownerReferences") or [] if r.get("controller")), None)
+
+
+def _describe(ref: dict[str, Any] | None) -> str:
+    if ref is None:
+        return "no controller"
+    return f"controller {ref.get('kind')} {ref.get('name')} (uid {ref.get('uid')})"
+
+
 def apply_deployment(api: client.ApiClient, namespace: str, body: dict[str, Any]) -> str:
-    """Create the Deployment if absent, else merge-patch it to the body. Returns what it did."""
+    """Create the Deployment if absent, else replace it with the body. Returns what it did.
+
+    Only a Deployment whose controller reference is this pool (the body's owner, by uid) is
+    changed; any other raises ForeignDeploymentError and is left exactly as it is. The update is a
+    replace at the resourceVersion read, not a merge patch: a field removed from the pool
+    (a toleration, a Pod annotation) leaves the Deployment too. What others own survives:
+    replicas when the body leaves them out (an HPA's), and the Deployment's other labels and
+    annotations (the controller's revision).
+    """
     apps = client.AppsV1Api(api)
     name = body["metadata"]["name"]
+    owner = body["metadata"]["ownerReferences"][0]
     try:
         apps.create_namespaced_deployment(namespace, body)  # type: ignore[arg-type]
         return "created"
     except ApiException as exc:
         if exc.status != 409:
             raise
-    apps.patch_namespaced_deployment(name, namespace, body, _content_type=MERGE_PATCH)
-    return "patched"
+    found = apps.read_namespaced_deployment(name, namespace)
+    current = cast(dict[str, Any], api.sanitize_for_serialization(found))  # type: ignore[no-untyped-call]
+    meta = {k: v for k, v in current["metadata"].items() if k != "managedFields"}
+    controller = _controller(meta)
+    if controller is None or controller.get("uid") != owner["uid"]:
+        raise ForeignDeploymentError(
+            f"Deployment {name} exists with {_describe(controller)}, not this pool: the operator "
+            f"leaves it alone; delete or rename it to let the pool create its own"
+        )
+    spec = dict(body["spec"])
+    if "replicas" not in spec:
+        spec["replicas"] = current["spec"].get("replicas")
+    replacement = {
+        **body,
+        "metadata": {
+            **meta,
+            "labels": {**(meta.get("labels") or {}), **body["metadata"]["labels"]},
+            "annotations": {**(meta.get("annotations") or {}), **body["metadata"]["annotations"]},
+        },
+        "spec": spec,
+    }
+    apps.replace_namespaced_deployment(name, namespace, replacement)  # type: ignore[arg-type]
+    return "replaced"
+
+
+def refusal(exc: ApiException, body: dict[str, Any]) -> str:
+    """What the apiserver said when it refused a Deployment (a Status object's message)."""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except ValueError:
+        message = str(exc.reason)
+    return f"the apiserver refused Deployment {body['metadata']['name']}: {message}"[:1024]
 
 
 def scale_deployment(api: client.ApiClient, namespace: str, name: str, replicas: int) -> None:

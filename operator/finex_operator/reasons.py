@@ -63,6 +63,12 @@ class EventReason(StrEnum):
     DLQ_JOBS_PARKED = "DLQJobsParked"
     #: a queue's Deployment was created or patched to what the spec says.
     DEPLOYMENT_APPLIED = "DeploymentApplied"
+    #: a Deployment of the queue's name exists and its controller is not this pool: the
+    #: operator leaves it alone (a Warning, once per message).
+    DEPLOYMENT_NOT_OWNED = "DeploymentNotOwned"
+    #: the apiserver refused the Deployment built from the spec (a podTemplate value the CRD
+    #: schema cannot check, say); the message is the apiserver's (a Warning, once per message).
+    DEPLOYMENT_REFUSED = "DeploymentRefused"
     #: the stuck-job sweep requeued or dead-lettered jobs of dead workers (a Warning).
     STUCK_JOBS_RECOVERED = "StuckJobsRecovered"
     #: a worker container of the pool terminated abnormally (OOMKilled, a signal, a non-zero

@@ -19,7 +19,7 @@ import redis
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from finex_operator import cluster
+from finex_operator import cluster, urlerrors
 from finex_operator.planner import (
     PHASES,
     DlqEntry,
@@ -54,6 +54,9 @@ class Runtime:
     redis_clients: dict[str, redis.Redis] = field(default_factory=dict)
     locks: dict[str, threading.Lock] = field(default_factory=dict)
     last_sweep: dict[str, float] = field(default_factory=dict)
+    #: The last Warning about each Deployment the operator could not apply, by (pool uid,
+    #: Deployment name): posted once, not on every tick, until it changes or goes away.
+    apply_warnings: dict[tuple[str, str], str] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
 
     def lock_for(self, key: str) -> threading.Lock:
@@ -110,8 +113,14 @@ def observe(rt: Runtime, body: dict[str, Any]) -> tuple[Observed, redis.Redis | 
         conn = rt.redis_for(url)
         states, dlq = _observe_redis(rt, conn, spec, removed)
         load = _observe_load(conn, spec)
-    except (cluster.SecretError, redis.RedisError, ValueError) as exc:
+    except cluster.SecretError as exc:  # names the Secret and key, never their value
         error, conn = f"{type(exc).__name__}: {exc}", None
+    except (redis.RedisError, ValueError) as exc:
+        # Its text may quote the URL (a password's first half): status, Events and the log
+        # get the kind of failure only.
+        ref = spec.redis_url
+        source = f"the Redis URL in Secret {namespace}/{ref.name}, key {ref.key}"
+        error, conn = urlerrors.describe(exc, source), None
     pods = cluster.pods(rt.api, namespace, name)
     key = meta["uid"]
     sweep_due = time.monotonic() - rt.last_sweep.get(key, 0.0) >= rt.settings.sweep_seconds
@@ -138,17 +147,7 @@ def observe(rt: Runtime, body: dict[str, Any]) -> tuple[Observed, redis.Redis | 
 
 def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None) -> list[Event]:
     """Carry out the plan; returns Events about results only known afterwards (sweeps)."""
-    namespace = body["metadata"]["namespace"]
-    # Costs first: a scale-in in todo.apply must find its victims already marked.
-    for pod, cost in todo.pod_costs.items():
-        cluster.set_deletion_cost(rt.api, namespace, pod, cost)
-    for dep in todo.apply:
-        cluster.apply_deployment(rt.api, namespace, dep)
-    for name, replicas in todo.scale.items():
-        cluster.scale_deployment(rt.api, namespace, name, replicas)
-    for name in todo.delete:
-        cluster.delete_deployment(rt.api, namespace, name)
-    after: list[Event] = []
+    after = _act_on_deployments(rt, body, todo)
     if conn is None:
         return after
     for q, holder in todo.pause:
@@ -183,6 +182,56 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
                 )
             )
     return after
+
+
+def _act_on_deployments(rt: Runtime, body: dict[str, Any], todo: Plan) -> list[Event]:
+    """Deletion costs, then Deployments applied, scaled and deleted; Events about what failed."""
+    namespace = body["metadata"]["namespace"]
+    # Costs first: a scale-in in todo.apply must find its victims already marked.
+    for pod, cost in todo.pod_costs.items():
+        cluster.set_deletion_cost(rt.api, namespace, pod, cost)
+    after: list[Event] = []
+    not_applied = set()
+    for dep in todo.apply:
+        applied, warning = _apply(rt, body, dep)
+        after += [warning] if warning is not None else []
+        if not applied:
+            not_applied.add(dep["metadata"]["name"])
+    # The planner announced each Deployment it applies; drop the announcement of one that was
+    # not (foreign, refused, or changed meanwhile), or it would repeat on every round.
+    todo.events[:] = [
+        e for e in todo.events
+        if not (e.reason == EventReason.DEPLOYMENT_APPLIED
+                and e.message.split(":", 1)[0] in not_applied)
+    ]  # fmt: skip
+    for name, replicas in todo.scale.items():
+        cluster.scale_deployment(rt.api, namespace, name, replicas)
+    for name in todo.delete:
+        cluster.delete_deployment(rt.api, namespace, name)
+    return after
+
+
+def _apply(rt: Runtime, pool: dict[str, Any], dep: dict[str, Any]) -> tuple[bool, Event | None]:
+    """Apply one Deployment: whether it was, and a Warning Event (once per message) when it is
+    not the pool's or the apiserver refused it."""
+    key = (pool["metadata"]["uid"], dep["metadata"]["name"])
+    try:
+        cluster.apply_deployment(rt.api, pool["metadata"]["namespace"], dep)
+    except cluster.ForeignDeploymentError as exc:
+        warning = Event("Warning", EventReason.DEPLOYMENT_NOT_OWNED, str(exc))
+    except ApiException as exc:
+        if exc.status == 409:  # changed since it was read (an HPA's scale): the next round
+            return False, None
+        if exc.status != 422:
+            raise
+        warning = Event("Warning", EventReason.DEPLOYMENT_REFUSED, cluster.refusal(exc, dep))
+    else:
+        rt.apply_warnings.pop(key, None)
+        return True, None
+    if rt.apply_warnings.get(key) == warning.message:
+        return False, None
+    rt.apply_warnings[key] = warning.message
+    return False, warning
 
 
 def report(rt: Runtime, body: dict[str, Any], todo: Plan, events: list[Event]) -> bool:

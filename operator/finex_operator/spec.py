@@ -6,6 +6,7 @@ here only converts types. The defaults below repeat the CRD's, for bodies built 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,35 @@ class DlqPolicy:
         )
 
 
+#: An unset drainTimeoutSeconds is the job timeout plus this: a job started just before the
+#: pause may run to its timeout, and killing and settling it takes a moment more.
+DRAIN_MARGIN_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class PodTemplate:
+    """spec.podTemplate: what the worker Pods carry beyond what the operator sets.
+
+    The Kubernetes-typed parts (tolerations, affinity, env, volumes, ...) stay the plain
+    mappings the apiserver validated; builders.py copies them into the Deployment.
+    """
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    image_pull_secrets: tuple[str, ...] = ()
+    service_account_name: str | None = None
+    automount_service_account_token: bool = False
+    priority_class_name: str | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] | None = None
+    topology_spread_constraints: tuple[Mapping[str, Any], ...] = ()
+    env: tuple[Mapping[str, Any], ...] = ()
+    env_from: tuple[Mapping[str, Any], ...] = ()
+    volumes: tuple[Mapping[str, Any], ...] = ()
+    volume_mounts: tuple[Mapping[str, Any], ...] = ()
+
+
 @dataclass(frozen=True)
 class PoolSpec:
     """What the pool should be. Credentials are only ever Secret references."""
@@ -87,12 +117,14 @@ class PoolSpec:
     max_crashes: int = 3
     retry_intervals: tuple[int, ...] = (5, 30, 120)
     dlq: DlqPolicy = DlqPolicy()
-    drain_timeout_seconds: int = 300
+    #: Unset in the CR: job_timeout_seconds + DRAIN_MARGIN_SECONDS (parse_spec works it out).
+    drain_timeout_seconds: int = 600 + DRAIN_MARGIN_SECONDS
     on_drain_timeout: str = "Abort"
     #: A restart's Stopping deadline: every target Pod gone (past-grace Pods aside).
     stop_timeout_seconds: int = 300
     #: A restart's Starting deadline: every target Deployment's Pods Ready.
     start_timeout_seconds: int = 600
+    pod_template: PodTemplate = PodTemplate()
 
     @property
     def queue_names(self) -> tuple[str, ...]:
@@ -122,6 +154,33 @@ def _autoscale(raw: Mapping[str, Any] | None) -> Autoscale | None:
     )
 
 
+def _items(raw: Any) -> tuple[Mapping[str, Any], ...]:
+    return tuple(copy.deepcopy(dict(i)) for i in raw or ())
+
+
+def parse_pod_template(raw: Mapping[str, Any] | None) -> PodTemplate:
+    """spec.podTemplate; deep copies, so an edit of a built Deployment never reaches the spec."""
+    raw = raw or {}
+    meta = raw.get("metadata") or {}
+    affinity = raw.get("affinity")
+    return PodTemplate(
+        labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
+        annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
+        image_pull_secrets=tuple(str(s["name"]) for s in raw.get("imagePullSecrets") or ()),
+        service_account_name=raw.get("serviceAccountName"),
+        automount_service_account_token=bool(raw.get("automountServiceAccountToken", False)),
+        priority_class_name=raw.get("priorityClassName"),
+        node_selector={str(k): str(v) for k, v in (raw.get("nodeSelector") or {}).items()},
+        tolerations=_items(raw.get("tolerations")),
+        affinity=copy.deepcopy(dict(affinity)) if affinity is not None else None,
+        topology_spread_constraints=_items(raw.get("topologySpreadConstraints")),
+        env=_items(raw.get("env")),
+        env_from=_items(raw.get("envFrom")),
+        volumes=_items(raw.get("volumes")),
+        volume_mounts=_items(raw.get("volumeMounts")),
+    )
+
+
 def parse_spec(raw: Mapping[str, Any]) -> PoolSpec:
     """A PoolSpec from `.spec` of the CR (a plain mapping)."""
     queues = tuple(
@@ -136,6 +195,7 @@ def parse_spec(raw: Mapping[str, Any]) -> PoolSpec:
     )
     retry = raw.get("retry") or {}
     dlq = raw.get("dlq") or {}
+    job_timeout = int(raw.get("jobTimeoutSeconds", 600))
     return PoolSpec(
         image=str(raw["image"]),
         image_pull_policy=str(raw.get("imagePullPolicy", "IfNotPresent")),
@@ -145,7 +205,7 @@ def parse_spec(raw: Mapping[str, Any]) -> PoolSpec:
         connection_budget=int(raw["database"]["connectionBudget"]),
         paused=bool(raw.get("paused", False)),
         resources=dict(raw.get("resources") or {}),
-        job_timeout_seconds=int(raw.get("jobTimeoutSeconds", 600)),
+        job_timeout_seconds=job_timeout,
         retry_max=int(retry.get("maxRetries", 3)),
         max_crashes=int(raw.get("maxCrashes", 3)),
         retry_intervals=tuple(int(i) for i in retry.get("intervals", (5, 30, 120))),
@@ -155,8 +215,11 @@ def parse_spec(raw: Mapping[str, Any]) -> PoolSpec:
             backoff_seconds=int(dlq.get("backoffSeconds", 60)),
             max_backoff_seconds=int(dlq.get("maxBackoffSeconds", 3600)),
         ),
-        drain_timeout_seconds=int(raw.get("drainTimeoutSeconds", 300)),
+        drain_timeout_seconds=int(
+            raw.get("drainTimeoutSeconds") or job_timeout + DRAIN_MARGIN_SECONDS
+        ),
         on_drain_timeout=str(raw.get("onDrainTimeout", "Abort")),
         stop_timeout_seconds=int(raw.get("stopTimeoutSeconds", 300)),
         start_timeout_seconds=int(raw.get("startTimeoutSeconds", 600)),
+        pod_template=parse_pod_template(raw.get("podTemplate")),
     )

@@ -194,7 +194,16 @@ def test_external_mode_leaves_replicas_to_the_scaler_and_keeps_deletion_costs(
         ),
         30,
     )
-    wait_for("3 Ready Pods again", lambda: ready_replicas(k8s_api, k8s_namespace) == 3, 60)
+    # The roll is a Recreate (old Pods gone before new ones start): wait for the new Pods
+    # themselves, not only for the Deployment's Ready count, which lags the roll.
+    wait_for(
+        "3 Ready Pods again",
+        lambda: (
+            ready_replicas(k8s_api, k8s_namespace) == 3
+            and len(live_pods(k8s_api, k8s_namespace)) == 3
+        ),
+        60,
+    )
     assert deployment(k8s_api, k8s_namespace, "growth").spec.replicas == 3
     status = get_pool(k8s_api, k8s_namespace)["status"]["queues"][0]
     assert (status["scaleReason"], status["desiredReplicas"]) == ("ExternalAutoscaler", 3)

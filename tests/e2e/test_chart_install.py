@@ -172,9 +172,11 @@ ALLOWED = [
     ("patch", "finexworkerpools.finex.io"),
     ("patch", "finexworkerpools.finex.io/status"),
     ("update", "finexworkerpools.finex.io/finalizers"),
+    ("get", "deployments.apps"),
     ("list", "deployments.apps"),
     ("create", "deployments.apps"),
-    ("patch", "deployments.apps"),
+    ("update", "deployments.apps"),
+    ("patch", "deployments.apps"),  # replicas only: a restart, a removed queue
     ("delete", "deployments.apps"),  # a queue removed from spec.queues
     ("list", "pods"),
     ("watch", "pods"),
@@ -187,7 +189,6 @@ REFUSED = [
     ("create", "finexworkerpools.finex.io"),
     ("update", "finexworkerpools.finex.io"),
     ("delete", "finexworkerpools.finex.io"),
-    ("update", "deployments.apps"),
     ("deletecollection", "deployments.apps"),
     ("list", "secrets"),
     ("watch", "secrets"),
@@ -239,10 +240,29 @@ def _matrix(
     }
 
 
+def test_the_default_install_reaches_no_other_namespace(
+    k8s_cluster: k8s.Cluster, k8s_namespace: str, other_namespace: str, release: str
+) -> None:
+    """Namespaced by default: the operator's token reads Secrets, patches Pods and writes
+    Deployments in the release's namespace only; `kubectl auth can-i` shows no cluster-wide
+    access to any of them."""
+    helm_install(k8s_cluster, release, k8s_namespace)
+    sa = f"system:serviceaccount:{k8s_namespace}:{operator_sa(release)}"
+    assert all(_matrix(k8s_cluster, sa, k8s_namespace, ALLOWED).values())
+    assert not any(_matrix(k8s_cluster, sa, k8s_namespace, REFUSED).values())
+    for where in (other_namespace, "kube-system", None):
+        granted = {k: v for k, v in _matrix(k8s_cluster, sa, where, ALLOWED).items() if v}
+        assert granted == {}, (where, granted)
+    for verb, resource in [("get", "secrets"), ("list", "secrets"), ("patch", "pods")]:
+        assert not can_i(k8s_cluster, sa, verb, resource, None), (verb, resource)
+    assert all(_matrix(k8s_cluster, sa, None, CLUSTER_ALLOWED).values())
+    assert not any(_matrix(k8s_cluster, sa, None, CLUSTER_REFUSED).values())
+
+
 def test_operator_rbac_cluster_wide_is_exactly_what_it_uses(
     k8s_cluster: k8s.Cluster, k8s_namespace: str, other_namespace: str, release: str
 ) -> None:
-    helm_install(k8s_cluster, release, k8s_namespace)
+    helm_install(k8s_cluster, release, k8s_namespace, "--set", "operator.clusterWide=true")
     sa = f"system:serviceaccount:{k8s_namespace}:{operator_sa(release)}"
     for ns in (k8s_namespace, other_namespace, None):
         assert all(_matrix(k8s_cluster, sa, ns, ALLOWED).values()), (
@@ -318,7 +338,7 @@ def test_upgrade_then_uninstall_leaves_only_the_kept_crd(
     k8s_cluster: k8s.Cluster, k8s_namespace: str, other_namespace: str, release: str
 ) -> None:
     k8s_cluster.install_monitoring_crds()
-    helm_install(k8s_cluster, release, k8s_namespace)
+    helm_install(k8s_cluster, release, k8s_namespace, "--set", "operator.clusterWide=true")
     assert get_json(
         k8s_cluster, "clusterrole", f"{k8s_namespace}-{release}-finex-workers-operator"
     )["rules"]
@@ -451,7 +471,8 @@ def test_installed_operator_reconciles_a_pool_with_only_its_rbac(
 ) -> None:
     ns = k8s_namespace
     restrict(k8s_cluster, ns)
-    watch = ["--set", f"operator.watchNamespaces={{{ns}}}"] if scope == "namespaced" else []
+    # Namespaced is the default (the release's namespace); cluster-wide is the opt-in.
+    watch = ["--set", "operator.clusterWide=true"] if scope == "cluster-wide" else []
     # debug: the log then shows every API request the operator makes, with its status code.
     helm_install(k8s_cluster, release, ns, "--set", "operator.logLevel=debug", *watch)
     k8s_cluster.kubectl(

@@ -33,6 +33,7 @@ def test_helm_lint_strict() -> None:
     for extra in (
         [],
         ["--set", "operator.watchNamespaces={a,b}", "--set", "samplePool.enabled=true"],
+        ["--set", "operator.clusterWide=true"],
     ):
         proc = subprocess.run(
             [
@@ -60,6 +61,8 @@ def test_default_render_has_the_expected_objects() -> None:
         "Deployment",
         "Deployment",
         "NetworkPolicy",
+        "Role",
+        "RoleBinding",
         "Service",
         "ServiceAccount",
         "ServiceAccount",
@@ -85,6 +88,8 @@ def test_switches_add_and_remove_objects() -> None:
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "Role",
+        "RoleBinding",
         "ServiceAccount",
     ]
 
@@ -166,7 +171,7 @@ def test_operator_deployment_runs_one_kopf_with_recreate() -> None:
     container = dep["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["kopf"]
     assert container["args"][:3] == ["run", "--module=finex_operator.handlers", "--standalone"]
-    assert "--all-namespaces" in container["args"]
+    assert "--namespace=finex" in container["args"]  # the release namespace by default
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "r-finex-workers-operator"
 
@@ -212,9 +217,11 @@ def _rules(objects: list[dict[str, Any]]) -> list[tuple[str, str, dict[str, Any]
     ]
 
 
-@pytest.mark.parametrize("watch", [[], ["team-a", "team-b"]])
-def test_rbac_has_no_wildcards_and_no_dangerous_verbs(watch: list[str]) -> None:
-    for kind, ns, rule in _rules(render({"operator": {"watchNamespaces": watch}})):
+@pytest.mark.parametrize(
+    "operator", [{}, {"watchNamespaces": ["team-a", "team-b"]}, {"clusterWide": True}]
+)
+def test_rbac_has_no_wildcards_and_no_dangerous_verbs(operator: dict[str, Any]) -> None:
+    for kind, ns, rule in _rules(render({"operator": operator})):
         where = f"{kind} {ns} {rule}"
         assert "*" not in rule["apiGroups"], where
         assert "*" not in rule["resources"], where
@@ -226,8 +233,45 @@ def test_rbac_has_no_wildcards_and_no_dangerous_verbs(watch: list[str]) -> None:
         assert "resourceNames" not in rule, where
 
 
-def test_cluster_wide_watch_uses_one_cluster_role() -> None:
+def test_the_default_serves_the_release_namespace_with_a_role() -> None:
+    """Namespaced by default: no Secret, Pod or Deployment of another namespace is reachable."""
     objects = render()
+    (role,) = find(objects, "Role")
+    assert role["metadata"]["namespace"] == "finex"
+    assert one(objects, "RoleBinding")["metadata"]["namespace"] == "finex"
+    cluster_role = one(objects, "ClusterRole")
+    assert [(r["resources"], r["verbs"]) for r in cluster_role["rules"]] == [
+        (["customresourcedefinitions"], ["list", "watch"]),
+        (["namespaces"], ["list", "watch"]),
+    ]
+    args = one(objects, "Deployment", "r-finex-workers-operator")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert "--namespace=finex" in args
+    assert "--all-namespaces" not in args
+
+
+def notes(cluster: k8s.Cluster, namespace: str, *args: str) -> str:
+    """NOTES.txt as `helm install --dry-run` prints it (helm template does not render it)."""
+    out = cluster.helm("install", "r", str(CHART), "--dry-run", "--namespace", namespace, *args)
+    return out.stdout.split("NOTES:", 1)[1]
+
+
+def test_cluster_wide_is_an_opt_in_that_the_notes_warn_about(
+    k8s_cluster: k8s.Cluster, k8s_namespace: str
+) -> None:
+    default = notes(k8s_cluster, k8s_namespace)
+    assert f"serves FinexWorkerPools in {k8s_namespace} (a Role in each)" in default
+    assert "WARNING" not in default
+    wide = notes(k8s_cluster, k8s_namespace, "--set", "operator.clusterWide=true")
+    assert "serves FinexWorkerPools in every namespace" in wide
+    assert "WARNING: operator.clusterWide=true" in wide
+    message = render_error({"operator": {"clusterWide": True, "watchNamespaces": ["a"]}})
+    assert "operator.clusterWide serves every namespace" in message
+
+
+def test_cluster_wide_watch_uses_one_cluster_role() -> None:
+    objects = render({"operator": {"clusterWide": True}})
     assert find(objects, "Role") == []
     role = one(objects, "ClusterRole")
     resources = {r for rule in role["rules"] for r in rule["resources"]}
@@ -289,19 +333,26 @@ def test_network_policy_selects_the_pods_the_operator_builds() -> None:
     assert builders.POOL_LABEL == "finex.io/pool"
 
 
-@pytest.mark.parametrize("watch", [[], ["team-a"]])
+@pytest.mark.parametrize(
+    ("operator", "selector"),
+    [
+        ({}, {"matchNames": ["finex"]}),
+        ({"watchNamespaces": ["team-a"]}, {"matchNames": ["team-a"]}),
+        ({"clusterWide": True}, {"any": True}),
+    ],
+)
 def test_pod_monitor_scrapes_the_metrics_port_of_the_pods_the_operator_builds(
-    watch: list[str],
+    operator: dict[str, Any], selector: dict[str, Any]
 ) -> None:
     from finex_operator import builders
     from finex_operator.spec import parse_spec
 
     (monitor,) = find(
-        render({"podMonitor": {"enabled": True}, "operator": {"watchNamespaces": watch}}),
+        render({"podMonitor": {"enabled": True}, "operator": operator}),
         "PodMonitor",
     )
     spec = monitor["spec"]
-    assert spec["namespaceSelector"] == ({"matchNames": watch} if watch else {"any": True})
+    assert spec["namespaceSelector"] == selector
     (expr,) = spec["selector"]["matchExpressions"]
     (endpoint,) = spec["podMetricsEndpoints"]
     # A worker Deployment as the operator builds it: the selector matches, the port exists.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ import yaml
 from finex_operator import builders
 from finex_operator.spec import parse_spec
 from tests.support import cluster as k8s
-from tests.support.k8s_fixtures import Kubectl
+from tests.support.k8s_fixtures import Kubectl, wait_established
+from tests.support.pod_template import TEMPLATE
 from tests.support.waiting import wait_for
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "finexworkerpools.yaml"
@@ -36,18 +38,7 @@ def crd(k8s_cluster: k8s.Cluster) -> None:
     # Applying it is the check of the CEL cost estimate: the apiserver refuses a CRD whose
     # rules or messageExpressions could exceed the budget.
     k8s_cluster.kubectl("apply", "-f", str(CRD))
-    # Not `kubectl wait`: it fails at once ("accessor error: <nil>") when it reads the CRD
-    # before the apiserver wrote any condition, which happens under load.
-    established = '{.status.conditions[?(@.type=="Established")].status}'
-    wait_for(
-        "the CRD to be Established",
-        lambda: (
-            k8s_cluster.kubectl("get", "-f", str(CRD), "-o", f"jsonpath={established}").stdout
-            == "True"
-        ),
-        60,
-        0.2,
-    )
+    wait_established(k8s_cluster, CRD)
     # The quantity policy (the CRD keeps the quantities untyped): the apiserver compiles it and
     # reports type errors in its status; it acts once its binding reaches the admission plugin.
     k8s_cluster.kubectl("apply", "-f", str(POLICY), "-f", str(BINDING))
@@ -259,6 +250,119 @@ REFUSED: list[tuple[str, Edit, str]] = [
         _set("spec.dlq", {"backoffSeconds": 7200}),
         "dlq.backoffSeconds (7200) exceeds dlq.maxBackoffSeconds (3600, which defaults to 3600)",
     ),
+    # spec.podTemplate: what the Deployment or its Pods would be refused for, or would break.
+    (
+        "pull secret that is no Secret name",
+        _set("spec.podTemplate.imagePullSecrets", [{"name": "Registry_Creds"}]),
+        'spec.podTemplate.imagePullSecrets[0].name: Invalid value: "Registry_Creds": must be a'
+        " DNS-1123 subdomain",
+    ),
+    (
+        "Pod label that would take over the selector",
+        _set("spec.podTemplate.metadata.labels", {"finex.io/queue": "matrix"}),
+        "spec.podTemplate.metadata.labels: Forbidden: finex.io/ and app.kubernetes.io/ labels"
+        " are set by the operator",
+    ),
+    (
+        "Pod label key with a space",
+        _set("spec.podTemplate.metadata.labels", {"cost center": "risk"}),
+        "spec.podTemplate.metadata.labels: Invalid value: every key must be a qualified name",
+    ),
+    (
+        "Pod label value too long",
+        _set("spec.podTemplate.metadata.labels", {"team": "r" * 64}),
+        "spec.podTemplate.metadata.labels.team: Too long: may not be more than 63 bytes",
+    ),
+    (
+        "Pod label value with a slash",
+        _set("spec.podTemplate.metadata.labels", {"team": "risk/ops"}),
+        'spec.podTemplate.metadata.labels[team]: Invalid value: "risk/ops": must be a label value',
+    ),
+    (
+        "Pod annotation the operator sets",
+        _set(
+            "spec.podTemplate.metadata.annotations",
+            {"controller.kubernetes.io/pod-deletion-cost": "1"},
+        ),
+        "controller.kubernetes.io/pod-deletion-cost is set by the operator",
+    ),
+    (
+        "node selector key with a space",
+        _set("spec.podTemplate.nodeSelector", {"node pool": "workers"}),
+        "spec.podTemplate.nodeSelector: Invalid value: every key must be a qualified name",
+    ),
+    (
+        "service account that is no name",
+        _set("spec.podTemplate.serviceAccountName", "Finex Worker"),
+        'spec.podTemplate.serviceAccountName: Invalid value: "Finex Worker": must be a DNS-1123',
+    ),
+    (
+        "toleration Exists with a value",
+        _set("spec.podTemplate.tolerations", [{"key": "k", "operator": "Exists", "value": "v"}]),
+        "spec.podTemplate.tolerations[0].value: Invalid value: a toleration with"
+        " operator Exists has no value",
+    ),
+    (
+        "toleration without a key or Exists",
+        _set("spec.podTemplate.tolerations", [{"operator": "Equal", "value": "v"}]),
+        "a toleration without a key must have operator Exists",
+    ),
+    (
+        "toleration with an unknown effect",
+        _set("spec.podTemplate.tolerations", [{"key": "k", "effect": "NoRun"}]),
+        'spec.podTemplate.tolerations[0].effect: Unsupported value: "NoRun": supported values:'
+        ' "NoExecute", "NoSchedule", "PreferNoSchedule"',
+    ),
+    (
+        "environment the operator sets",
+        _set("spec.podTemplate.env", [{"name": "REDIS_URL", "value": "redis://elsewhere"}]),
+        "spec.podTemplate.env[0].name: Forbidden: REDIS_URL is set by the operator",
+    ),
+    (
+        "the same variable twice",
+        _set("spec.podTemplate.env", [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]),
+        'spec.podTemplate.env[1]: Duplicate value: {"name":"A"}',
+    ),
+    (
+        "volume with two sources",
+        _set(
+            "spec.podTemplate.volumes",
+            [{"name": "ca", "secret": {"secretName": "a"}, "emptyDir": {}}],
+        ),
+        "spec.podTemplate.volumes[0]: Invalid value: a volume has exactly one source",
+    ),
+    (
+        "volume with a source the template does not take",
+        _set("spec.podTemplate.volumes", [{"name": "host", "hostPath": {"path": "/"}}]),
+        'unknown field "spec.podTemplate.volumes[0].hostPath"',
+    ),
+    (
+        "volume named like the operator's",
+        _set("spec.podTemplate.volumes", [{"name": "tmp", "emptyDir": {}}]),
+        "spec.podTemplate.volumes[0].name: Forbidden: tmp is the operator's volume",
+    ),
+    (
+        "mount of a volume the template lacks",
+        _set("spec.podTemplate.volumeMounts", [{"name": "ca", "mountPath": "/etc/ca"}]),
+        "spec.podTemplate.volumeMounts: Invalid value: every volumeMounts[].name must"
+        " be one of podTemplate.volumes",
+    ),
+    (
+        "mount over /tmp",
+        lambda body: body["spec"].update(
+            podTemplate={
+                "volumes": [{"name": "ca", "emptyDir": {}}],
+                "volumeMounts": [{"name": "ca", "mountPath": "/tmp/ca"}],
+            }
+        ),
+        "spec.podTemplate.volumeMounts[0].mountPath: Invalid value: mountPath must"
+        " be absolute and outside /tmp",
+    ),
+    (
+        "affinity field Kubernetes does not have",
+        _set("spec.podTemplate.affinity", {"nodeAffinity": {"required": []}}),
+        'unknown field "spec.podTemplate.affinity.nodeAffinity.required"',
+    ),
 ]
 
 
@@ -307,6 +411,39 @@ ACCEPTED: list[tuple[str, Edit]] = [
     (
         "DLQ backoff equal to its cap",
         _set("spec.dlq", {"backoffSeconds": 60, "maxBackoffSeconds": 60}),
+    ),
+    ("a full Pod template", _set("spec.podTemplate", TEMPLATE)),
+    (
+        "a CA bundle from a projected volume, toleration of every taint",
+        _set(
+            "spec.podTemplate",
+            {
+                "tolerations": [{"operator": "Exists"}],
+                "volumes": [
+                    {
+                        "name": "ca",
+                        "projected": {
+                            "sources": [
+                                {
+                                    "secret": {
+                                        "name": "redis-ca",
+                                        "items": [{"key": "ca.crt", "path": "redis.crt"}],
+                                    }
+                                },
+                                {
+                                    "configMap": {
+                                        "name": "pg-ca",
+                                        "items": [{"key": "root.crt", "path": "pg.crt"}],
+                                    }
+                                },
+                            ]
+                        },
+                    }
+                ],
+                "volumeMounts": [{"name": "ca", "mountPath": "/etc/finex/ca", "readOnly": True}],
+                "env": [{"name": "PGSSLROOTCERT", "value": "/etc/finex/ca/pg.crt"}],
+            },
+        ),
     ),
 ]
 
@@ -403,6 +540,40 @@ def test_a_pool_stored_before_the_policy_still_updates(
     )  # fmt: skip
     assert refused.returncode != 0
     assert "did you mean 256Mi?" in refused.stderr, refused.stderr
+
+
+def test_the_pod_types_are_the_apiservers_own(k8s_cluster: k8s.Cluster, tmp_path: Path) -> None:
+    """The generated blocks of spec.podTemplate equal what hack/pod-template-schema.py renders
+    from this apiserver's OpenAPI document: they are Kubernetes' types, not a copy that drifts."""
+    document = tmp_path / "api__v1_openapi.json"
+    document.write_text(k8s_cluster.kubectl("get", "--raw", "/openapi/v3/api/v1").stdout)
+    script = CRD.parents[1] / "hack" / "pod-template-schema.py"
+    check = subprocess.run(
+        [sys.executable, str(script), str(document), "--check"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_the_stored_defaults_agree(crd: None, kubectl: Kubectl) -> None:
+    """A pool that sets neither timeout drains at least as long as a job may run."""
+    stored = json.loads(
+        kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pool())
+        ).stdout
+    )
+    spec = parse_spec(stored["spec"])
+    assert spec.drain_timeout_seconds >= stored["spec"]["jobTimeoutSeconds"]
+    long_jobs = pool()
+    long_jobs["spec"]["jobTimeoutSeconds"] = 7200
+    stored = json.loads(
+        kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(long_jobs)
+        ).stdout
+    )
+    assert parse_spec(stored["spec"]).drain_timeout_seconds >= 7200
 
 
 def test_the_pool_name_limit_is_the_deployments_own(crd: None, kubectl: Kubectl) -> None:

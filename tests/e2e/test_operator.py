@@ -29,7 +29,7 @@ from finex_workers.infra.redisconn import get_queue
 from finex_workers.runtime import enqueue
 from tests.support import cluster as k8s
 from tests.support.fleet import probe
-from tests.support.k8s_fixtures import Kubectl
+from tests.support.k8s_fixtures import Kubectl, wait_established
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,7 +41,7 @@ PHASES = ["Pausing", "Draining", "Stopping", "Starting", "Resuming", "Done"]
 @pytest.fixture(scope="session")
 def crd(k8s_cluster: k8s.Cluster) -> None:
     k8s_cluster.kubectl("apply", "-f", str(CRD))
-    k8s_cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(CRD))
+    wait_established(k8s_cluster, CRD)
 
 
 class Operator:

@@ -26,8 +26,10 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client, config
 
 from tests.support import cluster as k8s
@@ -129,3 +131,17 @@ def kubectl(k8s_cluster: k8s.Cluster, k8s_namespace: str) -> Kubectl:
         return k8s_cluster.kubectl("--namespace", k8s_namespace, *args, **kwargs)  # type: ignore[arg-type]
 
     return run
+
+
+def wait_established(cluster: k8s.Cluster, crd_file: Path, timeout: float = 60) -> None:
+    """Wait until the CRD of crd_file is Established. Not `kubectl wait` at once: right after an
+    apply a big CRD may have no conditions yet, and kubectl wait then fails instead of waiting."""
+    from tests.support.waiting import wait_for
+
+    name = yaml.safe_load(crd_file.read_text())["metadata"]["name"]
+    jsonpath = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+    wait_for(
+        f"CRD {name} Established",
+        lambda: cluster.kubectl("get", "crd", name, "-o", jsonpath, check=False).stdout == "True",
+        timeout,
+    )

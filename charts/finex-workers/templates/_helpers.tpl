@@ -84,10 +84,28 @@ name given (or "default") when it does not. */}}
 {{- printf "%s-%s-operator" .Release.Namespace (include "finex-workers.fullname" .) }}
 {{- end }}
 
+{{/*
+The namespaces the operator serves, as a JSON list; empty means every namespace. By default
+only the release's own; operator.watchNamespaces lists others; operator.clusterWide (an explicit
+opt-in, with a ClusterRole) serves them all.
+*/}}
+{{- define "finex-workers.operator.watchNamespaces" -}}
+{{- if .Values.operator.clusterWide }}
+{{- if .Values.operator.watchNamespaces }}
+{{- fail "operator.clusterWide serves every namespace: leave operator.watchNamespaces empty, or set clusterWide false to serve only the listed ones" }}
+{{- end }}
+{{- toJson (list) }}
+{{- else if .Values.operator.watchNamespaces }}
+{{- toJson .Values.operator.watchNamespaces }}
+{{- else }}
+{{- toJson (list .Release.Namespace) }}
+{{- end }}
+{{- end }}
+
 {{/* Namespaces whose worker pods the NetworkPolicy covers: the release's and the watched. */}}
 {{- define "finex-workers.workerNamespaces" -}}
 {{- $namespaces := list .Release.Namespace }}
-{{- range .Values.operator.watchNamespaces }}
+{{- range include "finex-workers.operator.watchNamespaces" . | fromJsonArray }}
 {{- $namespaces = append $namespaces . }}
 {{- end }}
 {{- toJson (uniq $namespaces) }}

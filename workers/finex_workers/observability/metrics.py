@@ -145,7 +145,11 @@ class QueueCollector(Collector):
                 labels=label,
             ),
             GaugeMetricFamily(
-                "finex_queue_workers", "Live workers (fresh heartbeat) on the queue.", labels=label
+                "finex_queue_workers",
+                "Live workers of the queue: registered and listening on their command channel "
+                "(one killed a moment ago is registered until its heartbeat expires, and not "
+                "counted).",
+                labels=label,
             ),
             GaugeMetricFamily(
                 "finex_queue_oldest_active_job_age_seconds",
