@@ -188,3 +188,23 @@ def test_each_template_field_is_part_of_the_hash(field: str) -> None:
     other = build(with_template(changed))
     key = builders.HASH_ANNOTATION
     assert other["metadata"]["annotations"][key] != base["metadata"]["annotations"][key]
+
+
+def test_every_variable_the_operator_sets_is_refused_in_the_template_env() -> None:
+    """The CEL rule on podTemplate.env names the operator's own variables: a pool that set one
+    would be overridden silently (or override the operator). A new variable in
+    builders.worker_env must join the rule, and this test fails until it does."""
+    import re
+
+    env_items = crd_spec_schema()["podTemplate"]["properties"]["env"]["items"]
+    (rule,) = [
+        v["rule"] for v in env_items["x-kubernetes-validations"] if "self.name in" in v["rule"]
+    ]
+    refused = set(re.findall(r"'([A-Z_]+)'", rule))
+    retry = {**SPEC, "retry": {"maxRetries": 3, "intervals": [5, 10]}}
+    ours = {
+        e["name"] for q in ("matrix", "growth", "probability")
+        for e in builders.worker_env(parse_spec({**retry, "queues": [
+            {"name": q, "replicas": 1, "concurrency": 5}]}), q)
+    }  # fmt: skip
+    assert ours <= refused, f"not refused in podTemplate.env: {sorted(ours - refused)}"
