@@ -1,0 +1,203 @@
+"""A stopped worker exits promptly, whatever stops it: the bound has nothing to do with load.
+
+An idle worker has nothing to finish: the stop interrupts its wait for work, it deregisters and
+unsubscribes from its command channel, and exits. A burst worker exits once its claim finds the
+queue empty. So every process of a fleet must be gone within STOP_BOUND of the stop (or of its
+last job), on any machine; a process still alive after that hangs (issue 25: 60 s after
+"unsubscribing from channel", for about one idle worker in eight stopped by SIGINT and more than
+one in three stopped by `finex workers stop`, before runtime.command_channel).
+
+Each case repeats ROUNDS times (20 idle worker stops per way), so even a hang of one stop in ten
+is seen with a probability of 88 %.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC
+from pathlib import Path
+
+import pytest
+import redis
+from rq.job import Job
+
+from finex_workers import control
+from finex_workers.infra.redisconn import get_queue
+from finex_workers.runtime import enqueue
+from finex_workers.runtime.command_channel import CommandListener
+from tests.support.fleet import STOP_BOUND, Fleet
+from tests.support.waiting import wait_for
+
+#: Every process exits within STOP_BOUND seconds of its stop (idle) or of its last job (burst).
+#: Nothing in the stop path waits on purpose: 5 s is a generous margin for a slow machine,
+#: doubled for a loaded one. A hang shows as about 60 s.
+#: How long a test watches a process that overran the bound, to report how long it hung.
+OBSERVE = 90.0
+ROUNDS = 5
+#: Idle workers per fleet in the signal and stop-verb cases; burst workers in the burst case.
+IDLE_WORKERS = 4
+BURST_WORKERS = 2
+BURST_JOBS = 6
+LOG = logging.getLogger("test.command_channel")
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie not reaped yet has exited too)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _exit_times(pids: list[int], since: float) -> dict[int, float | None]:
+    """Seconds from `since` (monotonic) until each process exited; None if still alive after
+    OBSERVE. Returns as soon as all are gone."""
+    left = set(pids)
+    out: dict[int, float | None] = {}
+    while left and time.monotonic() - since < OBSERVE:
+        for pid in sorted(left):
+            if _gone(pid):
+                out[pid] = time.monotonic() - since
+                left.discard(pid)
+        time.sleep(0.02)
+    out.update(dict.fromkeys(left))
+    return out
+
+
+def _overruns(times: dict[int, float | None], names: dict[int, str], fleet: Fleet) -> list[str]:
+    lines = []
+    for pid, seconds in sorted(times.items()):
+        if seconds is None or seconds > STOP_BOUND:
+            took = "still alive" if seconds is None else f"{seconds:.1f} s"
+            log = [line for line in fleet.output().splitlines() if f" {pid} " in line][-3:]
+            lines.append(f"{names.get(pid, pid)} (pid {pid}): {took}; last lines: {log}")
+    return lines
+
+
+def _idle_fleet(start_fleet, redis_conn: redis.Redis) -> tuple[Fleet, dict[int, str]]:
+    """A fleet of IDLE_WORKERS idle growth workers and its scheduler, every pid named."""
+    fleet = start_fleet(["growth"], GROWTH_WORKER_CONCURRENCY=str(IDLE_WORKERS))
+    fleet.wait_ready(redis_conn, per_queue=IDLE_WORKERS)
+    names = {int(w.pid): w.name for w in control.live_workers(redis_conn, "growth")}
+    for pid in _children(fleet.proc.pid):
+        names.setdefault(pid, "scheduler")
+    names[fleet.proc.pid] = "supervisor"
+    assert len(names) == IDLE_WORKERS + 2, names
+    return fleet, names
+
+
+def _stop_by_signal(fleet: Fleet, settings) -> float:
+    """Ctrl-C in a terminal: SIGINT to the whole process group."""
+    stopped = time.monotonic()
+    fleet.signal_group(signal.SIGINT)
+    return stopped
+
+
+def _stop_by_verb(fleet: Fleet, settings) -> float:
+    """`finex workers stop`: a shutdown command on each worker's channel."""
+    out = subprocess.run(
+        [sys.executable, "-m", "finex_workers.cli", "workers", "stop", "--worker", "growth"],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={"REDIS_URL": settings.redis_url, "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out
+    assert f"asked {IDLE_WORKERS} worker(s)" in out.stdout, out
+    return time.monotonic()  # the commands were published before the command returned
+
+
+@pytest.mark.parametrize("stop", [_stop_by_signal, _stop_by_verb], ids=["sigint", "stop-verb"])
+def test_idle_workers_exit_promptly_when_stopped(redis_conn, settings, start_fleet, stop) -> None:
+    for round_ in range(ROUNDS):
+        fleet, names = _idle_fleet(start_fleet, redis_conn)
+        times = _exit_times(list(names), stop(fleet, settings))
+        overruns = _overruns(times, names, fleet)
+        assert not overruns, (
+            f"round {round_ + 1}/{ROUNDS}: processes still alive {STOP_BOUND:.0f} s after the "
+            "stop:\n" + "\n".join(overruns)
+        )
+        assert fleet.proc.wait() == 0
+        fleet.close()
+
+
+def test_burst_workers_exit_promptly_after_their_last_job(
+    redis_conn, settings, start_fleet
+) -> None:
+    q = get_queue("growth", redis_conn)
+    for round_ in range(ROUNDS):
+        ids = [
+            enqueue.enqueue_unique(
+                q, "finex_workers.runtime.jobs.noop_job", {}, f"burst-{round_}-{n}", settings
+            ).job_id
+            for n in range(BURST_JOBS)
+        ]
+        fleet = start_fleet(["growth"], burst=True, GROWTH_WORKER_CONCURRENCY=str(BURST_WORKERS))
+        times = _exit_times([fleet.proc.pid], time.monotonic())
+        exited_at = time.time()
+        ended = [Job.fetch(i, connection=redis_conn).ended_at for i in ids]
+        assert all(ended), f"round {round_ + 1}: a job did not run: {ids}"
+        last_job = max(e.replace(tzinfo=UTC).timestamp() for e in ended if e is not None)
+        assert times[fleet.proc.pid] is not None, (
+            f"round {round_ + 1}/{ROUNDS}: the burst fleet was still running {OBSERVE:.0f} s "
+            f"after it started:\n{fleet.output()[-3000:]}"
+        )
+        after_last_job = exited_at - last_job
+        assert after_last_job <= STOP_BOUND, (
+            f"round {round_ + 1}/{ROUNDS}: the burst fleet exited {after_last_job:.1f} s after "
+            f"its last job (bound {STOP_BOUND:.0f} s):\n{fleet.output()[-3000:]}"
+        )
+        assert fleet.proc.wait() == 0
+        fleet.close()
+
+
+def test_the_command_listener_ends_as_soon_as_redis_confirms_the_unsubscribe(redis_conn) -> None:
+    """The listener has no stop flag to race with: the UNSUBSCRIBE reply itself ends it."""
+    got: list[bytes] = []
+    slowest = 0.0
+    for n in range(50):
+        channel = f"rq:pubsub:listener-{n}"
+        listener = CommandListener(redis_conn, channel, lambda m: got.append(m["data"]), LOG)
+        listener.start()
+        wait_for("the subscription", lambda c=channel: redis_conn.pubsub_numsub(c)[0][1] == 1)
+        redis_conn.publish(channel, b"hello")
+        wait_for("the command handled", lambda n=n: len(got) == n + 1)
+        started = time.monotonic()
+        assert listener.stop(timeout=STOP_BOUND)
+        slowest = max(slowest, time.monotonic() - started)
+        assert redis_conn.pubsub_numsub(channel)[0][1] == 0
+    assert slowest < 1.0, slowest  # well under a millisecond on an idle machine
+
+
+def test_a_failing_command_does_not_leave_the_listener_deaf(redis_conn) -> None:
+    got: list[bytes] = []
+
+    def handle(message: dict) -> None:
+        if message["data"] == b"bad":
+            raise ValueError("a malformed command")
+        got.append(message["data"])
+
+    listener = CommandListener(redis_conn, "rq:pubsub:deaf", handle, LOG)
+    listener.start()
+    wait_for("the subscription", lambda: redis_conn.pubsub_numsub("rq:pubsub:deaf")[0][1] == 1)
+    redis_conn.publish("rq:pubsub:deaf", b"bad")
+    redis_conn.publish("rq:pubsub:deaf", b"good")
+    wait_for("the next command handled", lambda: got == [b"good"])
+    assert listener.stop(timeout=STOP_BOUND)
