@@ -14,6 +14,7 @@ is seen with a probability of 88 %.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from finex_workers import control
 from finex_workers.infra.redisconn import get_queue
 from finex_workers.runtime import enqueue
 from finex_workers.runtime.command_channel import CommandListener
-from tests.support.fleet import STOP_BOUND, Fleet
+from tests.support.fleet import STOP_BOUND, Fleet, probe
 from tests.support.waiting import wait_for
 
 #: Every process exits within STOP_BOUND seconds of its stop (idle) or of its last job (burst).
@@ -166,6 +167,81 @@ def test_burst_workers_exit_promptly_after_their_last_job(
         )
         assert fleet.proc.wait() == 0
         fleet.close()
+
+
+def _make_dev(tmp_path: Path, fleet_env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Path]:
+    """`make dev` against this test's servers, in its own session as a terminal would run it."""
+    out = tmp_path / "dev.out"
+    env = {**os.environ, **fleet_env, "FINEX_DEV_DATA_DIR": str(tmp_path / "data")}
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finex_workers.cli", "dev", "--assets", "3", "--scenarios", "2"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    wait_for(
+        "make dev to say the fleet is running",
+        lambda: proc.poll() is not None or "fleet is running" in out.read_text(),
+        timeout=180,
+    )
+    assert proc.poll() is None, out.read_text()
+    return proc, out
+
+
+def _ctrl_c(proc: subprocess.Popen[bytes]) -> float:
+    """What a terminal does on Ctrl-C: SIGINT to every process of the foreground group."""
+    os.killpg(proc.pid, signal.SIGINT)
+    return time.monotonic()
+
+
+def test_make_dev_ctrl_c_returns_promptly_when_no_job_runs(
+    redis_conn, fleet_env, tmp_path, database_url
+) -> None:
+    proc, out = _make_dev(tmp_path, fleet_env)
+    stopped = _ctrl_c(proc)
+    try:
+        code = proc.wait(STOP_BOUND)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError(
+            f"make dev still running {STOP_BOUND:.0f} s after Ctrl-C:\n{out.read_text()[-3000:]}"
+        ) from None
+    took = time.monotonic() - stopped
+    assert code == 0, out.read_text()
+    print(f"\nmake dev returned {took:.1f}s after Ctrl-C with no job running")
+    assert control.live_workers(redis_conn, "growth") == []
+
+
+def test_make_dev_ctrl_c_says_which_running_job_it_waits_for(
+    redis_conn, db, settings, fleet_env, tmp_path
+) -> None:
+    proc, out = _make_dev(tmp_path, fleet_env)
+    hold = 8  # longer than the supervisor's first report (STOP_REPORT_EVERY)
+    job_id = probe(redis_conn, settings, "growth", "dev-ctrl-c", hold=hold)
+    wait_for("the probe to run", lambda: control.queue_state(redis_conn, "growth").active == 1)
+    stopped = _ctrl_c(proc)
+    try:
+        wait_for(
+            "make dev to name the job it waits for",
+            lambda: f"waiting for 1 running job(s) to finish: growth {job_id}" in out.read_text(),
+            timeout=hold,
+        )
+        code = proc.wait(hold + STOP_BOUND)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    took = time.monotonic() - stopped
+    assert code == 0, out.read_text()
+    assert Job.fetch(job_id, connection=redis_conn).get_status().value == "finished"
+    row = db.execute("SELECT runs FROM finex_probes WHERE probe_id = 'dev-ctrl-c'").fetchone()
+    assert row == (1,)  # it ran once, to the end: the stop waited for it
+    # The supervisor's log says the same, for `finex workers start` outside make dev.
+    log = (tmp_path / "data" / "workers.log").read_text()
+    assert "waiting for 1 process(es) to finish their job and exit: worker " in log, log[-3000:]
+    print(f"\nmake dev returned {took:.1f}s after Ctrl-C, with a {hold}s job running")
 
 
 def test_the_command_listener_ends_as_soon_as_redis_confirms_the_unsubscribe(redis_conn) -> None:

@@ -47,6 +47,9 @@ RESTART_BACKOFF = (0.5, 30.0)
 #: few round trips per queue; an abandoned job waits at most this long (plus worker_ttl when it
 #: ran on another host).
 SWEEP_INTERVAL = 5.0
+#: While stopping, the supervisor says every this many seconds which children it waits for (an
+#: idle worker exits at once; a busy one after its job).
+STOP_REPORT_EVERY = 5.0
 #: A child that ran this long before it died starts a fresh backoff: an old crash (a Redis
 #: restart an hour ago) must not add 30 s to the next restart.
 STABLE_SECONDS = 60.0
@@ -141,8 +144,11 @@ class Supervisor:
             ", ".join(f"{q}={self.settings.concurrency[q]}" for q in self.queues),
         )
         next_sweep = time.monotonic() + SWEEP_INTERVAL
+        next_report = 0.0
         while any(not s.done for s in self.slots):
             self._reap()
+            if self.stopping:
+                next_report = self._report_stopping(next_report)
             if not self.stopping and all(s.done for s in self.slots if s.kind == "worker"):
                 log.info("every worker was stopped; stopping the scheduler")
                 self._stop_children()
@@ -159,6 +165,22 @@ class Supervisor:
             time.sleep(0.1)
         log.info("all worker processes exited")
         return 0
+
+    def _report_stopping(self, next_report: float) -> float:
+        """Log the children still running, every STOP_REPORT_EVERY s; returns the next time."""
+        now = time.monotonic()
+        if not next_report:
+            return now + STOP_REPORT_EVERY
+        if now < next_report:
+            return next_report
+        left = [f"{s.kind} {s.pid} ({s.queue})" for s in self.slots if s.pid and not s.done]
+        if left:
+            log.info(
+                "waiting for %d process(es) to finish their job and exit: %s",
+                len(left),
+                ", ".join(left),
+            )
+        return now + STOP_REPORT_EVERY
 
     def _stop_and_reap(self) -> None:
         """Stop the children started so far (the metrics child) and wait for them."""
