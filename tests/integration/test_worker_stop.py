@@ -25,11 +25,14 @@ from pathlib import Path
 import pytest
 import redis
 from rq.job import Job
+from rq.utils import now
+from rq.worker import WorkerStatus
 
 from finex_workers import control
 from finex_workers.infra.redisconn import get_queue
 from finex_workers.runtime import enqueue
 from finex_workers.runtime.command_channel import CommandListener
+from finex_workers.runtime.worker import DEQUEUE_TIMEOUT, FinexWorker
 from tests.support.fleet import STOP_BOUND, Fleet, probe
 from tests.support.waiting import wait_for
 
@@ -277,3 +280,27 @@ def test_a_failing_command_does_not_leave_the_listener_deaf(redis_conn) -> None:
     redis_conn.publish("rq:pubsub:deaf", b"good")
     wait_for("the next command handled", lambda: got == [b"good"])
     assert listener.stop(timeout=STOP_BOUND)
+
+
+def test_a_stop_during_the_claim_ends_the_loop_without_waiting_for_work(
+    redis_conn, monkeypatch
+) -> None:
+    """A signal that lands while the claim runs finds the worker BUSY, so rq only records the
+    stop; the loop must then end at once, not after one more blocking wait for work."""
+
+    class StoppedDuringClaim(FinexWorker):
+        def _claim(self):
+            self._state = WorkerStatus.BUSY  # as _claim sets it before the script runs
+            self._shutdown_requested_date = now()  # what rq's signal handler does (request_stop)
+            self._shutdown()
+            return super()._claim()
+
+    worker = StoppedDuringClaim(
+        [get_queue("growth", redis_conn)], connection=redis_conn, name="stopped-in-claim"
+    )
+    monkeypatch.setattr(worker, "_install_signal_handlers", lambda: None)  # pytest's stay
+    started = time.monotonic()
+    worker.work()
+    took = time.monotonic() - started
+    assert took < DEQUEUE_TIMEOUT / 2, f"the worker waited {took:.1f}s for work after its stop"
+    assert control.live_workers(redis_conn, "growth") == []

@@ -401,6 +401,8 @@ class FinexWorker(SimpleWorker):
 
     def _wait_for_work(self) -> None:
         """Block until the queue has a job (BLMOVE head to head takes nothing), or time out."""
+        if self._stop_requested:  # a stop during the claim (busy then) only set the flag
+            return
         self.heartbeat()
         self.set_state(WorkerStatus.IDLE)
         key = self.queues[0].key
