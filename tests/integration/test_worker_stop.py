@@ -304,3 +304,30 @@ def test_a_stop_during_the_claim_ends_the_loop_without_waiting_for_work(
     took = time.monotonic() - started
     assert took < DEQUEUE_TIMEOUT / 2, f"the worker waited {took:.1f}s for work after its stop"
     assert control.live_workers(redis_conn, "growth") == []
+
+
+def _blocked(task: Path) -> int:
+    """The thread's blocked-signal mask, from /proc."""
+    status = (task / "status").read_text().splitlines()
+    return int(next(line.split()[1] for line in status if line.startswith("SigBlk:")), 16)
+
+
+def test_only_a_workers_main_thread_takes_its_stop_signals(redis_conn, start_fleet) -> None:
+    """The kernel hands SIGINT/SIGTERM to any thread that does not block them, and only that
+    thread's wait is interrupted: Python runs the handler when the main thread next runs Python
+    code, so a stop taken by a helper thread waited for the main thread's BLMOVE to time out
+    (up to DEQUEUE_TIMEOUT; seen as 4.9-5.1 s stops). Every helper thread must block them."""
+    fleet = start_fleet(["growth"])
+    fleet.wait_ready(redis_conn)
+    [worker] = control.live_workers(redis_conn, "growth")
+    tasks = Path(f"/proc/{worker.pid}/task")
+
+    def helpers() -> list[Path]:
+        return [t for t in tasks.iterdir() if int(t.name) != worker.pid]
+
+    # The command listener runs from registration, the heartbeat thread from the first loop.
+    wait_for("the command listener and heartbeat threads", lambda: len(helpers()) >= 2)
+    wanted = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+    for task in helpers():
+        assert _blocked(task) & wanted == wanted, f"thread {task.name} takes SIGINT/SIGTERM"
+    assert not _blocked(tasks / str(worker.pid)) & wanted

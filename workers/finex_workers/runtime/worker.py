@@ -68,7 +68,10 @@ from finex_workers.core.keys import paused_key, stats_key
 from finex_workers.infra import rqkeys
 from finex_workers.infra.reachability import check_postgres, outage_of, redis_unreachable
 from finex_workers.infra.redisconn import text
-from finex_workers.runtime.command_channel import CommandListener
+from finex_workers.runtime.command_channel import (
+    CommandListener,
+    only_main_thread_gets_stop_signals,
+)
 from finex_workers.runtime.redis_wait import delays
 
 if TYPE_CHECKING:
@@ -114,6 +117,7 @@ class _Beater(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
+        only_main_thread_gets_stop_signals()
         while not self._done:
             self._wake.wait()
             self._wake.clear()
