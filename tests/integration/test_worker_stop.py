@@ -331,3 +331,55 @@ def test_only_a_workers_main_thread_takes_its_stop_signals(redis_conn, start_fle
     for task in helpers():
         assert _blocked(task) & wanted == wanted, f"thread {task.name} takes SIGINT/SIGTERM"
     assert not _blocked(tasks / str(worker.pid)) & wanted
+
+
+def _caught(pid: int) -> int:
+    """The process's caught-signal mask, from /proc (0 once it is gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    return int(next(line.split()[1] for line in status if line.startswith("SigCgt:")), 16)
+
+
+def test_a_containers_pid_1_keeps_a_sigterm_that_comes_while_it_starts(
+    redis_conn, fleet_env, tmp_path
+) -> None:
+    """The init of a PID namespace (a container's PID 1) drops a signal it has no handler for.
+    `finex workers start` installed its handlers after its imports and settings, about a second:
+    a Pod deleted in that window ran until the grace period's SIGKILL (runtime.early_stop)."""
+    as_pid_1 = ["unshare", "--pid", "--fork", sys.executable]
+    shown = subprocess.run(
+        [
+            *as_pid_1,
+            "-c",
+            "import signal, finex_workers.cli; h = signal.getsignal(signal.SIGTERM); "
+            "print(getattr(h, '__qualname__', h))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.strip() == "_remember", shown  # installed by the package, as PID 1
+
+    # End to end: SIGTERM at the first moment PID 1 catches it, from outside its namespace.
+    log = tmp_path / "start.log"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [*as_pid_1, "-m", "finex_workers.cli", "workers", "start", "--worker", "growth"],
+            env={**os.environ, **fleet_env},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        [pid_1] = wait_for("PID 1 of the new namespace", lambda: _children(proc.pid))
+        term = 1 << (signal.SIGTERM - 1)
+        wait_for("PID 1 to catch SIGTERM", lambda: _caught(pid_1) & term, every=0.002)
+        os.kill(pid_1, signal.SIGTERM)
+        assert proc.wait(STOP_BOUND) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "SIGTERM during start-up: no worker will be started" in text, text
+    assert control.live_workers(redis_conn, "growth") == []

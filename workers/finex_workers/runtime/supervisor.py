@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from finex_workers.core.settings import Settings
+from finex_workers.runtime import early_stop
 from finex_workers.runtime.redis_wait import wait_for_redis
 
 log = logging.getLogger("finex.supervisor")
@@ -110,20 +111,31 @@ class Supervisor:
             self._metrics_dir_created = path
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
+    def _take_signals(self) -> None:
+        """Install the stop handlers, and honour a SIGTERM that came while the process started
+        (a container's PID 1 would otherwise have lost it: runtime.early_stop)."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        early = early_stop.received()
+        if early is not None:
+            log.info("%s during start-up: no worker will be started", signal.Signals(early).name)
+            self.stopping = True
+
     def _redis_ready(self) -> bool:
         """Wait (capped backoff, a line per attempt) until Redis answers; False if stopping."""
+        if self.stopping:
+            return False
         return wait_for_redis(self.settings.redis_url, log, stopping=lambda: self.stopping)
 
     def _supervise(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        self._take_signals()
         if self.metrics_port is not None:
             # First, so the Pod's probes answer while Redis is still awaited: unready, alive.
             server = _Slot("metrics", 0, kind="metrics")
             self.slots.append(server)
             self._spawn(server)
         if not self._redis_ready():
-            log.info("stopped before Redis answered; no worker was started")
+            log.info("stopped while starting; no worker was started")
             self._stop_and_reap()
             return 0
         self._check_redis_settings()
