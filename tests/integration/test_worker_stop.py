@@ -383,3 +383,25 @@ def test_a_containers_pid_1_keeps_a_sigterm_that_comes_while_it_starts(
     text = log.read_text()
     assert "SIGTERM during start-up: no worker will be started" in text, text
     assert control.live_workers(redis_conn, "growth") == []
+
+
+def test_a_stop_while_the_supervisor_starts_its_workers_stops_every_one(
+    redis_conn, start_fleet
+) -> None:
+    """A SIGTERM between two forks used to stop only the children started so far: the later
+    ones never got it, and the supervisor waited for them (in a Pod: until the SIGKILL)."""
+    for _ in range(3):
+        fleet = start_fleet(["growth"], GROWTH_WORKER_CONCURRENCY="16")
+        pid = fleet.proc.pid
+        wait_for("the first worker forked", lambda p=pid: _children(p), every=0.001)
+        fleet.proc.send_signal(signal.SIGTERM)
+        try:
+            assert fleet.proc.wait(STOP_BOUND) == 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"the supervisor still runs {STOP_BOUND:.0f} s after SIGTERM, waiting for "
+                f"{len(_children(fleet.proc.pid))} children:\n{fleet.output()[-2000:]}"
+            ) from None
+        finally:
+            fleet.close()
+        wait_for("no live worker", lambda: not control.live_workers(redis_conn, "growth"))

@@ -48,6 +48,8 @@ RESTART_BACKOFF = (0.5, 30.0)
 #: few round trips per queue; an abandoned job waits at most this long (plus worker_ttl when it
 #: ran on another host).
 SWEEP_INTERVAL = 5.0
+#: The signals that stop the supervisor (a warm shutdown of every child).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 #: While stopping, the supervisor says every this many seconds which children it waits for (an
 #: idle worker exits at once; a busy one after its job).
 STOP_REPORT_EVERY = 5.0
@@ -231,13 +233,24 @@ class Supervisor:
     def _spawn(self, slot: _Slot) -> None:
         from finex_workers.infra.reachability import describe
 
+        if self.stopping:  # a stop came while the supervisor was starting its children
+            slot.done = True
+            return
         supervisor_pid = os.getpid()
-        pid = os.fork()
+        # A stop that comes during the fork waits until the child's pid is recorded, so the
+        # handler signals it too; the child unblocks the signals (the mask survives fork).
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            raise
         if pid == 0:  # child
             code = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 if slot.kind == "scheduler":
                     code = run_scheduler(self.settings, slot.queue.split(","))
                 elif slot.kind == "metrics":
@@ -266,6 +279,7 @@ class Supervisor:
                 os._exit(code)
         slot.pid = pid
         slot.started_at = time.monotonic()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def _reap(self) -> None:
         while True:
