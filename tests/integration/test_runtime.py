@@ -18,7 +18,7 @@ from finex_workers.core.settings import Settings
 from finex_workers.infra.redisconn import get_queue
 from finex_workers.runtime import enqueue
 from finex_workers.runtime.worker import FinexWorker
-from tests.support.fleet import probe
+from tests.support.fleet import STOP_BOUND, probe
 from tests.support.waiting import wait_for
 
 
@@ -390,11 +390,23 @@ def test_dlq_summaries_agree_with_the_full_listing(redis_conn, settings, start_f
         enqueue.enqueue_unique(
             q, "tests.support.testjobs.always_fails", {"reason": str(n)}, f"sum-{n}", settings
         )
-    start_fleet(["probability"], burst=True, FINEX_RETRY_MAX="0").proc.wait(60)
+
+    def burst_until_all_three_failed() -> None:
+        # Wait for what the burst does (its start takes what the machine gives it), then for the
+        # exit, which must follow at once: a burst worker quits when its claim finds no job.
+        fleet = start_fleet(["probability"], burst=True, FINEX_RETRY_MAX="0")
+        wait_for(
+            "the 3 jobs in the DLQ, none waiting",
+            lambda: len(control.list_dlq(redis_conn, "probability")) == 3 and q.count == 0,
+            timeout=120,
+        )
+        assert fleet.proc.wait(STOP_BOUND) == 0
+
+    burst_until_all_three_failed()
     full = control.list_dlq(redis_conn, "probability")
     assert len(full) == 3
     control.retry_dlq(redis_conn, "probability", [full[0].id])  # bumps its retry count
-    start_fleet(["probability"], burst=True, FINEX_RETRY_MAX="0").proc.wait(60)
+    burst_until_all_three_failed()
     full = {j.id: j for j in control.list_dlq(redis_conn, "probability")}
     summaries = control.dlq_summaries(redis_conn, "probability")
     assert {s.id for s in summaries} == set(full)

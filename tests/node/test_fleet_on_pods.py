@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rq.job import Job
@@ -50,6 +51,23 @@ def worker_pods(fleet: Fleet, queue: str) -> list[dict[str, Any]]:
 def ready(pod: dict[str, Any]) -> bool:
     conditions = pod.get("status", {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def rolled_out(fleet: Fleet, queue: str, replicas: int) -> bool:
+    """The queue's Deployment runs exactly `replicas` Pods, all of its current template and
+    ready. Counting ready Pods is not enough: during a rollout, the Pod of the previous template
+    is still ready and not yet deleted."""
+    [deployment] = fleet.json("deployments", "-l", f"finex.io/pool={POOL},finex.io/queue={queue}")[
+        "items"
+    ]
+    status = deployment.get("status", {})
+    return bool(
+        status.get("observedGeneration", 0) >= deployment["metadata"]["generation"]
+        and status.get("replicas") == replicas  # no Pod of the previous template left
+        and status.get("updatedReplicas") == replicas
+        and status.get("readyReplicas") == replicas
+        and len(worker_pods(fleet, queue)) == replicas
+    )
 
 
 def pool_ready(fleet: Fleet) -> bool:
@@ -311,13 +329,81 @@ def test_scale_in_on_real_pods_spares_the_busy_pod(fleet: Fleet) -> None:
         if queue["name"] == "growth":
             queue.update(replicas=4, concurrency=1)
     body["spec"]["database"]["connectionBudget"] = 20
+    applied = time.monotonic()
     nodefleet.apply(fleet, body)
-    wait_for(
-        "4 growth Pods ready",
-        lambda: len(p := worker_pods(fleet, "growth")) == 4 and all(map(ready, p)),
-        timeout=180,
+    # replicas 1 -> 4 and concurrency 2 -> 1: the old ReplicaSet is scaled up, then rolled to
+    # the new template, so old Pods (2 workers each) are created and deleted again while they
+    # start. Such a Pod used to lose its SIGTERM (a container's PID 1 drops a signal it has no
+    # handler for yet; runtime.early_stop) and kept 2 live workers until the grace period's
+    # SIGKILL, 90 s: the old single wait ("4 live growth workers" within 60 s, after "4 ready
+    # Pods", which an old Pod can satisfy) failed whenever that happened. Wait for each
+    # condition in turn, each with a bound that fits it.
+    timeline: list[str] = []
+    terminating: dict[str, float] = {}
+    dumped: set[str] = set()
+
+    def observe() -> tuple[list[dict[str, Any]], list[str]]:
+        """The growth Pods (terminating ones too) and the live workers' names; logs changes."""
+        pods = fleet.json("pods", "-l", f"finex.io/pool={POOL},finex.io/queue=growth")["items"]
+        live = sorted(w.name for w in control.live_workers(conn, "growth"))
+        state = (
+            ", ".join(
+                sorted(
+                    f"{p['metadata']['labels'].get('pod-template-hash', '?')}"
+                    f"{'/terminating' if p['metadata'].get('deletionTimestamp') else ''}"
+                    f"{'/ready' if ready(p) else ''}"
+                    for p in pods
+                )
+            )
+            + f"; {len(live)} live"
+        )
+        if not timeline or not timeline[-1].endswith(state):
+            timeline.append(f"{time.monotonic() - applied:5.1f}s {state}")
+        for pod in pods:  # a Pod terminating for over 15 s: its events and last log lines
+            name = pod["metadata"]["name"]
+            if pod["metadata"].get("deletionTimestamp"):
+                since = terminating.setdefault(name, time.monotonic())
+                if time.monotonic() - since > 15 and name not in dumped:
+                    dumped.add(name)
+                    events = fleet.kubectl(
+                        "get",
+                        "events",
+                        "--field-selector",
+                        f"involvedObject.name={name}",
+                        check=False,
+                    ).stdout
+                    logs = fleet.kubectl("logs", name, "--tail=25", check=False)
+                    timeline.append(
+                        f"TERMINATING 15s {name}:\n{events}\n{logs.stdout}{logs.stderr}"
+                    )
+        return pods, live
+
+    def wait(what: str, check: Callable[[], object], timeout: float = 60) -> None:
+        try:
+            wait_for(what, check, timeout=timeout)
+        except AssertionError as exc:  # say what was seen on the way
+            raise AssertionError(f"{exc}:\n  " + "\n  ".join(timeline)) from None
+
+    # 1. The rollout: 4 ready Pods of the new template. Pod starts take what the machine gives.
+    wait(
+        "the growth rollout to 4 ready Pods of the new template",
+        lambda: observe() and rolled_out(fleet, "growth", 4),
+        timeout=240,
     )
-    wait_for("4 live growth workers", lambda: len(control.live_workers(conn, "growth")) == 4)
+    # 2. The old Pod gone: its idle workers exit at once on SIGTERM; the kubelet waits at most
+    #    the grace period (job timeout + margin) before it kills them.
+    wait(
+        "the old growth Pod gone",
+        lambda: all(not p["metadata"].get("deletionTimestamp") for p in observe()[0]),
+        timeout=60 + 30 + 30,
+    )
+    # 3. One live worker per new Pod, and none other.
+    names = [p["metadata"]["name"] for p in worker_pods(fleet, "growth")]
+    wait(
+        "4 live growth workers, one per new Pod",
+        lambda: sorted(n.split(".")[1] for n in observe()[1]) == sorted(names),
+    )
+    print("\ngrowth 1x2 -> 4x1:\n  " + "\n  ".join(timeline))
     short = [probe(conn, settings, "growth", f"scale-short-{n}", hold=3) for n in range(3)]
     long = probe(conn, settings, "growth", "scale-long", hold=25)
     wait_for("4 jobs running", lambda: control.queue_state(conn, "growth").active == 4)

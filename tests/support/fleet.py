@@ -20,6 +20,10 @@ from finex_workers.runtime import enqueue
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Every process of a stopped fleet (or of a burst fleet whose queue is empty) exits within this
+#: many seconds: nothing on the stop path waits on purpose, so this is a margin for a slow and
+#: loaded machine, not a wait (tests/integration/test_worker_stop.py).
+STOP_BOUND = 10.0
 
 
 class Fleet:

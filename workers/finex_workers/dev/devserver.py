@@ -4,7 +4,10 @@ Uses REDIS_URL / DATABASE_URL when something answers there; otherwise starts red
 postgres on loopback with their data under .data/ (git-ignored). Then migrates, seeds demo data
 (once), starts the three queues' workers, enqueues a full recompute, shows progress until the
 queues are idle, and keeps running with a periodic summary. Ctrl-C stops everything cleanly:
-workers finish their jobs first, then the servers stop.
+workers finish their jobs first, then the servers stop. With no job running that takes a second
+or two; while jobs run, it says every few seconds which ones it waits for (a second Ctrl-C
+reaches the workers too and stops them at once: their jobs are abandoned, and the stuck-job
+sweep of the next start recovers them).
 
 The terminal is kept for progress and summaries: the workers' log goes to
 ``<data dir>/workers.log``, whose path is printed. The servers' URLs are printed as ``export``
@@ -36,10 +39,17 @@ from finex_workers.core.settings import Settings
 from finex_workers.dev import devstate, localservices
 from finex_workers.infra import migrate
 from finex_workers.infra.redisconn import redis_from_url
+from finex_workers.infra.rqworkers import registered_workers
 from finex_workers.runtime import recompute
 
 DEV_REDIS_PORT = 6390
 DEV_PG_PORT = 5440
+#: A stopping fleet with no running job exits within about a second; after this long, and then
+#: every STOP_REPORT_EVERY seconds, Ctrl-C says what it waits for.
+STOP_REPORT_AFTER = 1.0
+STOP_REPORT_EVERY = 5.0
+#: Running jobs named per line while stopping; the rest are counted.
+STOP_REPORT_JOBS = 5
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -140,10 +150,52 @@ def _announce(urls: dict[str, str]) -> None:
     )
 
 
+def _running_jobs(conn: redis.Redis) -> list[str]:
+    """``<queue> <job id> (<n>s)`` for every job a live worker runs now."""
+    out = []
+    for queue in QUEUE_NAMES:
+        for w in registered_workers(conn, queue):
+            if w.alive and w.current_job:
+                age = "" if w.job_age_seconds is None else f" ({w.job_age_seconds:.0f}s)"
+                out.append(f"{queue} {w.current_job}{age}")
+    return out
+
+
+def _waiting_for(conn: redis.Redis | None) -> str:
+    """One line: what a stopping fleet still waits for."""
+    try:
+        jobs = _running_jobs(conn) if conn is not None else []
+    except redis.RedisError as exc:
+        return f"waiting for the workers to exit (cannot list their jobs: {exc})"
+    if not jobs:
+        return "waiting for the workers to exit (no job is running)"
+    shown = ", ".join(jobs[:STOP_REPORT_JOBS])
+    if len(jobs) > STOP_REPORT_JOBS:
+        shown += f" and {len(jobs) - STOP_REPORT_JOBS} more"
+    return (
+        f"waiting for {len(jobs)} running job(s) to finish: {shown}; "
+        "Ctrl-C again stops them now (the next start recovers them)"
+    )
+
+
+def _stop_fleet(fleet: subprocess.Popen[bytes], conn: redis.Redis | None) -> None:
+    """Warm-stop the supervisor and wait for it, saying what it waits for while jobs run."""
+    fleet.send_signal(signal.SIGTERM)  # the terminal's SIGINT may have reached it already
+    report_at = time.monotonic() + STOP_REPORT_AFTER
+    while True:
+        try:
+            fleet.wait(timeout=max(0.0, report_at - time.monotonic()))
+            return
+        except subprocess.TimeoutExpired:
+            _say(_waiting_for(conn))
+            report_at = time.monotonic() + STOP_REPORT_EVERY
+
+
 def run(*, assets: int, scenarios: int) -> int:
     """Run until Ctrl-C; returns the exit code."""
     services: list[localservices.LocalService] = []
     fleet: subprocess.Popen[bytes] | None = None
+    rconn: redis.Redis | None = None
     data_dir = devstate.data_dir()
     try:
         redis_url, database_url = _ensure_services(services)
@@ -205,6 +257,5 @@ def run(*, assets: int, scenarios: int) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         devstate.remove(data_dir)
         if fleet is not None and fleet.poll() is None:
-            fleet.send_signal(signal.SIGTERM)
-            fleet.wait()
+            _stop_fleet(fleet, rconn)
         localservices.stop_all(services)

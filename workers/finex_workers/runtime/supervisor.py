@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from finex_workers.core.settings import Settings
+from finex_workers.runtime import early_stop
 from finex_workers.runtime.backstop import Deadlines
 from finex_workers.runtime.redis_wait import wait_for_redis
 
@@ -56,6 +57,11 @@ RESTART_BACKOFF = (0.5, 30.0)
 #: few round trips per queue; an abandoned job waits at most this long (plus worker_ttl when it
 #: ran on another host).
 SWEEP_INTERVAL = 5.0
+#: The signals that stop the supervisor (a warm shutdown of every child).
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+#: While stopping, the supervisor says every this many seconds which children it waits for (an
+#: idle worker exits at once; a busy one after its job).
+STOP_REPORT_EVERY = 5.0
 #: A child that ran this long before it died starts a fresh backoff: an old crash (a Redis
 #: restart an hour ago) must not add 30 s to the next restart.
 STABLE_SECONDS = 60.0
@@ -121,20 +127,31 @@ class Supervisor:
             self._metrics_dir_created = path
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
 
+    def _take_signals(self) -> None:
+        """Install the stop handlers, and honour a SIGTERM that came while the process started
+        (a container's PID 1 would otherwise have lost it: runtime.early_stop)."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        early = early_stop.received()
+        if early is not None:
+            log.info("%s during start-up: no worker will be started", signal.Signals(early).name)
+            self.stopping = True
+
     def _redis_ready(self) -> bool:
         """Wait (capped backoff, a line per attempt) until Redis answers; False if stopping."""
+        if self.stopping:
+            return False
         return wait_for_redis(self.settings.redis_url, log, stopping=lambda: self.stopping)
 
     def _supervise(self) -> int:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        self._take_signals()
         if self.metrics_port is not None:
             # First, so the Pod's probes answer while Redis is still awaited: unready, alive.
             server = _Slot("metrics", 0, kind="metrics")
             self.slots.append(server)
             self._spawn(server)
         if not self._redis_ready():
-            log.info("stopped before Redis answered; no worker was started")
+            log.info("stopped while starting; no worker was started")
             self._stop_and_reap()
             return 0
         self._check_redis_settings()
@@ -156,9 +173,12 @@ class Supervisor:
             ", ".join(f"{q}={self.settings.concurrency[q]}" for q in self.queues),
         )
         next_sweep = time.monotonic() + SWEEP_INTERVAL
+        next_report = 0.0
         while any(not s.done for s in self.slots):
             self._reap()
             self._end_overdue_jobs()
+            if self.stopping:
+                next_report = self._report_stopping(next_report)
             if not self.stopping and all(s.done for s in self.slots if s.kind == "worker"):
                 log.info("every worker was stopped; stopping the scheduler")
                 self._stop_children()
@@ -194,6 +214,22 @@ class Supervisor:
                 slot.overdue = True
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(slot.pid, signal.SIGKILL)
+
+    def _report_stopping(self, next_report: float) -> float:
+        """Log the children still running, every STOP_REPORT_EVERY s; returns the next time."""
+        now = time.monotonic()
+        if not next_report:
+            return now + STOP_REPORT_EVERY
+        if now < next_report:
+            return next_report
+        left = [f"{s.kind} {s.pid} ({s.queue})" for s in self.slots if s.pid and not s.done]
+        if left:
+            log.info(
+                "waiting for %d process(es) to finish their job and exit: %s",
+                len(left),
+                ", ".join(left),
+            )
+        return now + STOP_REPORT_EVERY
 
     def _stop_and_reap(self) -> None:
         """Stop the children started so far (the metrics child) and wait for them."""
@@ -232,15 +268,26 @@ class Supervisor:
     def _spawn(self, slot: _Slot) -> None:
         from finex_workers.infra.reachability import describe
 
+        if self.stopping:  # a stop came while the supervisor was starting its children
+            slot.done = True
+            return
         supervisor_pid = os.getpid()
         if self._deadlines is not None and slot.cell >= 0:
             self._deadlines.set(slot.cell, 0.0)
-        pid = os.fork()
+        # A stop that comes during the fork waits until the child's pid is recorded, so the
+        # handler signals it too; the child unblocks the signals (the mask survives fork).
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            raise
         if pid == 0:  # child
             code = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
                 if slot.kind == "scheduler":
                     code = run_scheduler(self.settings, slot.queue.split(","))
                 elif slot.kind == "metrics":
@@ -273,6 +320,7 @@ class Supervisor:
                 os._exit(code)
         slot.pid = pid
         slot.started_at = time.monotonic()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
     def _reap(self) -> None:
         while True:

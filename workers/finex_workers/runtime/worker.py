@@ -38,7 +38,9 @@ Heartbeats: one long-lived thread, woken per job, beats only while a job runs lo
 monitoring interval, so a long job stays visibly alive to ``clean-stuck-jobs`` and a short one
 costs no beat. Bad payloads (PayloadError) are not retried: they go straight to the DLQ. SIGTERM
 is RQ's warm shutdown: the running job finishes and commits, then the process exits. The worker
-listens on its command channel before it registers, so a ``finex workers stop`` is never lost.
+listens on its command channel before it registers, so a ``finex workers stop`` is never lost,
+and its listener ends as soon as Redis confirms the unsubscribe (``runtime.command_channel``), so a
+stopping worker exits at once.
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ from finex_workers.infra.processes import pid_namespace
 from finex_workers.infra.reachability import check_postgres, outage_of, redis_unreachable
 from finex_workers.infra.redisconn import text
 from finex_workers.runtime.backstop import BackstopDeathPenalty
+from finex_workers.runtime.command_channel import (
+    CommandListener,
+    only_main_thread_gets_stop_signals,
+)
 from finex_workers.runtime.redis_wait import delays
 
 if TYPE_CHECKING:
@@ -86,6 +92,9 @@ PAUSE_POLL_SECONDS = 0.2
 DEQUEUE_TIMEOUT = 5
 #: Longest a starting worker waits for Redis to confirm its command-channel subscription.
 SUBSCRIBE_TIMEOUT = 10.0
+#: Longest a stopping worker waits for its command listener to read Redis's confirmation of the
+#: unsubscribe (normally well under a millisecond; the listener's daemon thread dies with it).
+UNSUBSCRIBE_TIMEOUT = 5.0
 #: Backoff while PostgreSQL or Redis is unreachable, seconds (first, cap): the cap bounds how
 #: late a worker resumes after the service is back.
 OUTAGE_BACKOFF = (0.5, 5.0)
@@ -120,6 +129,7 @@ class _Beater(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
+        only_main_thread_gets_stop_signals()
         while not self._done:
             self._wake.wait()
             self._wake.clear()
@@ -173,6 +183,7 @@ class FinexWorker(SimpleWorker):
         self._beater = _Beater(
             self, max(1.0, min(self.job_monitoring_interval, self.worker_ttl / 3))
         )
+        self._commands: CommandListener | None = None
 
     @property
     def queue_name(self) -> str:
@@ -189,9 +200,15 @@ class FinexWorker(SimpleWorker):
         self.connection.hset(self.key, "finex_pidns", pid_namespace())
 
     def subscribe(self) -> None:
-        if self.pubsub_thread is not None:  # already done by register_birth
+        if self._commands is not None:  # already done by register_birth
             return
-        super().subscribe()  # type: ignore[no-untyped-call]
+        # Our listener, not rq's: rq's can keep a stopping worker alive 60 s (command_channel).
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self._commands = CommandListener(
+            self.connection, self.pubsub_channel_name, self.handle_payload, self.log
+        )
+        self._commands.start()
+        self.pubsub = self._commands.pubsub
         # The pub/sub connection sends SUBSCRIBE without waiting for the reply; wait until Redis
         # counts the subscriber, so the registration that follows is never ahead of it.
         deadline = time.monotonic() + SUBSCRIBE_TIMEOUT
@@ -207,6 +224,20 @@ class FinexWorker(SimpleWorker):
                 )
                 return
             time.sleep(0.01)
+
+    def unsubscribe(self) -> None:
+        if self._commands is None:
+            return
+        channel = self.pubsub_channel_name
+        self.log.info("Worker %s: unsubscribing from channel %s", self.name, channel)
+        if not self._commands.stop(UNSUBSCRIBE_TIMEOUT):
+            self.log.warning(
+                "Worker %s: the command listener had not ended %.0fs after unsubscribing; "
+                "exiting without it",
+                self.name,
+                UNSUBSCRIBE_TIMEOUT,
+            )
+        self._commands = None
 
     @property
     def dequeue_timeout(self) -> int:
@@ -457,6 +488,8 @@ class FinexWorker(SimpleWorker):
 
     def _wait_for_work(self) -> None:
         """Block until the queue has a job (BLMOVE head to head takes nothing), or time out."""
+        if self._stop_requested:  # a stop during the claim (busy then) only set the flag
+            return
         self.heartbeat()
         self.set_state(WorkerStatus.IDLE)
         key = self.queues[0].key
