@@ -13,8 +13,11 @@ expire ``worker_ttl`` after the last beat; a short Redis socket timeout), docs/a
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +29,8 @@ from typing import Any
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq import Callback, Queue, SimpleWorker, Worker, get_current_job
 from rq.command import send_shutdown_command, send_stop_execution_command, send_stop_job_command
 from rq.job import Job, JobStatus
@@ -290,6 +295,98 @@ def test_an_idle_worker_beats_within_two_thirds_of_its_ttl(
     assert escaped is None, escaped
     assert ages, "no heartbeat observed"
     assert max(ages) < ttl * 2 / 3 + 0.3, f"oldest heartbeat seen: {max(ages):.2f}s"
+
+
+class FreezableProxy:
+    """A TCP relay to Redis that can stop passing bytes without closing anything: what a
+    network partition or a lost node looks like to a client (no RST, no FIN, no reply)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.frozen = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        in_thread(self._accept)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            for src, dst in ((client, upstream), (upstream, client)):
+                in_thread(lambda src=src, dst=dst: self._pipe(src, dst))
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                while self.frozen.is_set():
+                    time.sleep(0.01)
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def test_an_idle_worker_notices_a_silent_redis_within_its_socket_timeout(
+    redis_conn: redis.Redis, redis_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reason for our short timeouts: an idle worker whose Redis stops answering (without
+    closing the connection) takes the outage path within one socket timeout, 12 s here
+    (worker_ttl 6: 2 s wait + 10); rq's SimpleWorker at its defaults waits 415 s per attempt.
+
+    Per attempt: redis-py 8.2 retries a timed-out command (10 times by default), so with a
+    client that retries, as redis_from_url's does today, the wait is multiplied; this client
+    does not retry, to measure the timeout itself (docs/architecture.md says so).
+    """
+    caplog.set_level(logging.INFO, logger="rq.worker")
+    proxy = FreezableProxy(("127.0.0.1", redis_server.port))
+    conn = redis.Redis(
+        host="127.0.0.1",
+        port=proxy.port,
+        socket_connect_timeout=5,
+        retry=Retry(NoBackoff(), 0),
+    )
+    worker = FinexWorker([Queue(QUEUE, connection=conn)], connection=conn, worker_ttl=6)
+    socket_timeout = conn.connection_pool.connection_kwargs["socket_timeout"]
+    assert socket_timeout == 12
+    noticed: list[float] = []
+
+    def lost() -> bool:
+        return any("lost Redis" in r.getMessage() for r in list(caplog.records))
+
+    def partition() -> None:
+        wait_for("registration", lambda: redis_conn.exists(worker.key), 10)
+        time.sleep(0.5)  # idle, in its blocking wait
+        frozen_at = time.monotonic()
+        proxy.frozen.set()
+        try:
+            wait_for("the worker to notice", lost, socket_timeout + 10)
+            noticed.append(time.monotonic() - frozen_at)
+        finally:
+            proxy.frozen.clear()
+            job = Queue(QUEUE, connection=redis_conn).enqueue(succeed)
+            wait_for(
+                "the worker to take jobs again",
+                lambda: status(redis_conn, job.id) == "finished",
+                40,
+            )
+            os.kill(os.getpid(), signal.SIGINT)  # a warm stop of the idle worker
+
+    in_thread(partition)
+    try:
+        escaped = work(worker)
+    finally:
+        proxy.close()
+
+    assert escaped is None, f"{escaped!r} escaped work()"
+    assert noticed, "the worker did not notice the silent Redis"
+    print(f"silent Redis noticed after {noticed[0]:.1f}s (socket timeout {socket_timeout}s)")
+    assert noticed[0] < socket_timeout + 1, f"noticed after {noticed[0]:.1f}s"
 
 
 # -- driven like an rq worker ----------------------------------------------------------------------
