@@ -29,14 +29,13 @@ from typing import Any
 
 import pytest
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from rq import Callback, Queue, SimpleWorker, Worker, get_current_job
 from rq.command import send_shutdown_command, send_stop_execution_command, send_stop_job_command
 from rq.job import Job, JobStatus
 from rq.results import Result
 
 from finex_workers.infra import dbconn
+from finex_workers.infra.redisconn import redis_from_url
 from finex_workers.runtime.worker import FinexWorker
 from tests.support.waiting import wait_for
 
@@ -337,20 +336,13 @@ def test_an_idle_worker_notices_a_silent_redis_within_its_socket_timeout(
 ) -> None:
     """The reason for our short timeouts: an idle worker whose Redis stops answering (without
     closing the connection) takes the outage path within one socket timeout, 12 s here
-    (worker_ttl 6: 2 s wait + 10); rq's SimpleWorker at its defaults waits 415 s per attempt.
-
-    Per attempt: redis-py 8.2 retries a timed-out command (10 times by default), so with a
-    client that retries, as redis_from_url's does today, the wait is multiplied; this client
-    does not retry, to measure the timeout itself (docs/architecture.md says so).
+    (worker_ttl 6: 2 s wait + 10); rq's SimpleWorker at its defaults would wait 415 s. The
+    client is the one every worker gets (redis_from_url), which does not retry a timed-out
+    command.
     """
     caplog.set_level(logging.INFO, logger="rq.worker")
     proxy = FreezableProxy(("127.0.0.1", redis_server.port))
-    conn = redis.Redis(
-        host="127.0.0.1",
-        port=proxy.port,
-        socket_connect_timeout=5,
-        retry=Retry(NoBackoff(), 0),
-    )
+    conn = redis_from_url(f"redis://127.0.0.1:{proxy.port}/0")
     worker = FinexWorker([Queue(QUEUE, connection=conn)], connection=conn, worker_ttl=6)
     socket_timeout = conn.connection_pool.connection_kwargs["socket_timeout"]
     assert socket_timeout == 12
