@@ -41,22 +41,33 @@ is RQ's warm shutdown: the running job finishes and commits, then the process ex
 listens on its command channel before it registers, so a ``finex workers stop`` is never lost,
 and its listener ends as soon as Redis confirms the unsubscribe (``runtime.command_channel``), so a
 stopping worker exits at once.
+
+rq's contract holds (docs/architecture.md, "FinexWorker and rq's worker contract"): a success
+callback that raises, or a job that calls ``sys.exit()``, fails the job and the worker goes on;
+``work()`` takes rq's arguments and runs again on the same instance; ``find_by_key`` and
+``all()`` build views; rq's stop-job and stop-execution commands stop the running job. The
+deliberate differences (one queue, the heartbeat TTL, short Redis timeouts) are clear errors or
+documented values.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import signal
 import socket
 import sys
 import threading
 import time
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import redis
 from rq import worker_registration
-from rq.defaults import RQ_KEY_PREFIX
-from rq.exceptions import StopRequested
+from rq.callbacks import execute_stopped_callback
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT, RQ_KEY_PREFIX
+from rq.exceptions import ShutDownImminentException, StopRequested
 from rq.executions import Execution
 from rq.job import Job, JobStatus, Retry
 from rq.queue import Queue
@@ -65,7 +76,7 @@ from rq.suspension import WORKERS_SUSPENDED
 from rq.timeouts import JobTimeoutException
 from rq.utils import current_timestamp, utcformat
 from rq.utils import now as utcnow
-from rq.worker import SimpleWorker, WorkerStatus
+from rq.worker import DequeueStrategy, SimpleWorker, WorkerStatus
 
 from finex_workers.control import scripts
 from finex_workers.control.recovery import CAPPED, clean_stuck_jobs, return_for_outage
@@ -103,6 +114,26 @@ REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 #: Seconds between checks while PostgreSQL refuses the worker's login (a configuration error);
 #: the flag the exporter reads lives three checks.
 REFUSED_RECHECK = 10.0
+#: Shortest worker_ttl a FinexWorker accepts: a running job's started-registry entry expires
+#: worker_ttl after its last beat (rq: job timeout + 60 s), and beats come every worker_ttl / 3.
+MIN_WORKER_TTL = 5
+#: Delivered by the command-channel thread to the main thread to stop the running job
+#: (rq's stop-job and stop-execution). The worker process reserves it.
+STOP_JOB_SIGNAL = signal.SIGUSR1
+#: What a stopped job's result records (rq's forking Worker says "work-horse terminated").
+STOPPED_BY_REQUEST = "Job stopped by user (stop-job or stop-execution command)"
+
+
+class JobStopped(BaseException):
+    """Raised in a running job by a stop-job or stop-execution command.
+
+    A BaseException, so a job's ``except Exception`` does not swallow it; like rq's job timeout
+    it reaches the job's Python code, not a call blocked in C until that call returns.
+    """
+
+
+class ColdShutdown(SystemExit):
+    """rq's cold shutdown (a second SIGINT or SIGTERM), told apart from a job's sys.exit()."""
 
 
 class _Beater(threading.Thread):
@@ -174,16 +205,26 @@ class FinexWorker(SimpleWorker):
         self.refused: str | None = None
         #: Jobs this process returned to their queue because of an outage.
         self.outages = 0
-        if len(self.queues) != 1:
-            raise ValueError("a FinexWorker serves exactly one queue")
+        # rq's find_by_key and all() build views (prepare_for_work=False) from a worker's
+        # record, queues and all; only a worker that will work must fit our contract.
+        if kwargs.get("prepare_for_work", True):
+            self._check_workable()
         # Bound once: redis-py hashes a script's source each time one is registered.
         self._claim_script = scripts.script(self.connection, "claim")
         self._finish_script = scripts.script(self.connection, "finish")
         self._own_script = scripts.script(self.connection, "own")
-        self._beater = _Beater(
-            self, max(1.0, min(self.job_monitoring_interval, self.worker_ttl / 3))
-        )
         self._commands: CommandListener | None = None
+        self._beater = self._new_beater()
+        #: The thread that runs work(), where a stop command interrupts the running job.
+        self._main_thread: int | None = None
+        #: The job id whose function runs right now, and the one whose function has returned
+        #: (or raised) and is being recorded: a stop command stops the first, not the second.
+        self._performing: str | None = None
+        self._performed: str | None = None
+        #: Whether finish.lua recorded the last job, worker state included (else rq's code did).
+        self._recorded_by_finish = False
+        #: When the queue was last seen empty without a job since (for max_idle_time).
+        self._idle_since: float | None = None
 
     @property
     def queue_name(self) -> str:
@@ -241,21 +282,38 @@ class FinexWorker(SimpleWorker):
 
     @property
     def dequeue_timeout(self) -> int:
-        return DEQUEUE_TIMEOUT
+        # rq blocks worker_ttl - 15 s (405 s by default) and sets the socket timeout 10 s
+        # longer. We block at most DEQUEUE_TIMEOUT, so a Redis that stops answering is noticed
+        # within 15 s (the socket timeout, rq's + 10 kept), and at most worker_ttl / 3, so an
+        # idle worker's heartbeat is never older than 2/3 of worker_ttl (docs/architecture.md).
+        return min(DEQUEUE_TIMEOUT, max(1, int(self.worker_ttl) // 3))
 
     def is_paused(self) -> bool:
         return bool(self.connection.exists(paused_key(self.queue_name)))
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def work(  # type: ignore[override]
+    def work(  # noqa: PLR0912, PLR0917 - rq's signature, positional order included
         self,
         burst: bool = False,
         logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
         max_jobs: int | None = None,
+        max_idle_time: int | None = None,
+        with_scheduler: bool = False,
+        dequeue_strategy: DequeueStrategy = DequeueStrategy.DEFAULT,
     ) -> bool:
-        """Claim, run and finish jobs until stopped (or, with burst, until the queue is empty)."""
-        self.bootstrap(logging_level)
+        """Claim, run and finish jobs until stopped (or, with burst, until the queue is empty).
+
+        rq's arguments, with rq's meaning: with_scheduler runs rq's scheduler beside the worker
+        (it competes for the same per-queue lock as the supervisor's); every dequeue_strategy
+        is the same order with one queue.
+        """
+        self._prepare_for_work(dequeue_strategy)
+        self.bootstrap(logging_level, date_format, log_format)
+        if with_scheduler:
+            self._start_scheduler(burst, logging_level, date_format, log_format)
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
         self._beater.start()
         completed = 0
@@ -269,7 +327,13 @@ class FinexWorker(SimpleWorker):
                         if burst:
                             self.log.info("Worker %s: done, quitting", self.name)
                             break
-                        self._wait_for_work()
+                        block = self._idle_block(max_idle_time)
+                        if block is None:
+                            self.log.info(
+                                "Worker %s: idle for %s seconds, quitting", self.name, max_idle_time
+                            )
+                            break
+                        self._wait_for_work(block)
                         continue
                     if claimed in ("paused", "suspended"):
                         if burst:  # nothing will run until someone resumes: don't wait for it
@@ -278,6 +342,7 @@ class FinexWorker(SimpleWorker):
                         self._wait_while(claimed)
                         continue
                     if isinstance(claimed, tuple):
+                        self._idle_since = None
                         self._run(*claimed)
                         completed += 1
                         if max_jobs is not None and completed >= max_jobs:
@@ -486,14 +551,14 @@ class FinexWorker(SimpleWorker):
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         return self.get_heartbeat_ttl_for(self.queues[0])
 
-    def _wait_for_work(self) -> None:
+    def _wait_for_work(self, timeout: int | None = None) -> None:
         """Block until the queue has a job (BLMOVE head to head takes nothing), or time out."""
         if self._stop_requested:  # a stop during the claim (busy then) only set the flag
             return
         self.heartbeat()
         self.set_state(WorkerStatus.IDLE)
         key = self.queues[0].key
-        self.connection.blmove(key, key, self.dequeue_timeout, "LEFT", "LEFT")
+        self.connection.blmove(key, key, timeout or self.dequeue_timeout, "LEFT", "LEFT")
 
     def _wait_while(self, why: str) -> None:
         self.set_state(WorkerStatus.SUSPENDED)
@@ -511,28 +576,17 @@ class FinexWorker(SimpleWorker):
     def _run(self, job: Job, queue: Queue, execution: Execution, has_dependents: bool) -> None:
         started = time.monotonic()
         self._beater.begin(job, execution)
-        ok = False
-        outage: str | None = None
-        failure: Any = None
         try:
-            try:
-                timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
-                with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
-                    value = job.perform()
-            except Exception as exc:
-                outage = outage_of(exc, self.database_url)
-                failure = sys.exc_info()
-                if outage is None:
-                    self._with_redis(self._finalize_failure, job, queue, execution, sys.exc_info())
-            else:
-                if self._plain(job, value, has_dependents):
-                    self._with_redis(self._finish, job, queue, execution, value)
-                else:
-                    self._with_redis(self._finalize_success, job, queue, execution, value)
-                ok = True
+            ok, outage, failure = self._perform_and_record(job, queue, execution, has_dependents)
         finally:
             self._beater.end()
+            self._drop_late_stop()
             self._state = WorkerStatus.IDLE
+        if not self._recorded_by_finish:
+            # rq's own recording (a failure, a retry, a stop, a success with extras) leaves the
+            # worker's hash 'busy'; rq's execute_job then writes 'idle', and so do we (finish.lua
+            # does it in its one round trip on the hot path).
+            self._with_redis(self.set_state, WorkerStatus.IDLE)
         seconds = time.monotonic() - started
         if outage is not None:
             if self._return_for_outage(job, execution, outage):
@@ -545,6 +599,37 @@ class FinexWorker(SimpleWorker):
             )
         if self.metrics is not None:
             self.metrics.observe(self.queue_name, ok=ok, seconds=seconds)
+
+    def _perform_and_record(
+        self, job: Job, queue: Queue, execution: Execution, has_dependents: bool
+    ) -> tuple[bool, str | None, Any]:
+        """Run the job and record its outcome, unless it met an outage.
+
+        Returns (succeeded, the outage or None, the failure's exc_info when it met an outage).
+        """
+        self._recorded_by_finish = False
+        try:
+            timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
+            with self.death_penalty_class(timeout, JobTimeoutException, job_id=job.id):
+                value = self._perform(job)
+        except JobStopped:
+            self._with_redis(self._finalize_stopped, job, queue, execution)
+            return False, None, None
+        except Exception as exc:
+            outage = outage_of(exc, self.database_url)
+            if outage is not None:
+                return False, outage, sys.exc_info()
+            self._with_redis(self._finalize_failure, job, queue, execution, sys.exc_info())
+            return False, None, None
+        except BaseException as exc:  # a job's sys.exit() or KeyboardInterrupt: as rq, fails
+            if self._is_shutdown(exc):
+                raise
+            self._with_redis(self._finalize_failure, job, queue, execution, sys.exc_info())
+            return False, None, None
+        if self._plain(job, value, has_dependents):
+            self._with_redis(self._finish, job, queue, execution, value)
+            return True, None, None
+        return self._finalize_success_or_failure(job, queue, execution, value), None, None
 
     def _plain(self, job: Job, value: object, has_dependents: bool) -> bool:
         """A success that needs none of RQ's extras, so it can finish in one round trip."""
@@ -607,6 +692,9 @@ class FinexWorker(SimpleWorker):
         if recorded == -1:  # a dependent was enqueued while it ran: RQ's path releases it
             self._finalize_success(job, queue, execution, value)
             return
+        # Recorded (1), or settled already (0: a re-sent script after a lost reply, or a sweep
+        # took the job back); finish.lua wrote the worker's idle state in the first case.
+        self._recorded_by_finish = recorded == 1
         self.executions.pop(execution.id, None)
 
     def _owns(self, job: Job, queue: Queue, execution: Execution) -> bool:
@@ -672,6 +760,139 @@ class FinexWorker(SimpleWorker):
             if age < self.worker_ttl / 3:
                 return
         super().heartbeat(timeout, pipeline)
+
+    # -- rq's contract (docs/architecture.md, "FinexWorker and rq's worker contract") -----------
+
+    def _new_beater(self) -> _Beater:
+        return _Beater(self, max(1.0, min(self.job_monitoring_interval, self.worker_ttl / 3)))
+
+    def _check_workable(self) -> None:
+        """Where we differ from rq on purpose, a clear error instead of a crash later."""
+        if len(self.queues) != 1:
+            raise ValueError(
+                f"a FinexWorker serves exactly one queue (one Deployment per queue), not "
+                f"{len(self.queues)}: {', '.join(self.queue_names()) or 'none'}. rq's Worker "
+                "serves several; start one FinexWorker per queue (docs/architecture.md)"
+            )
+        if self.worker_ttl < MIN_WORKER_TTL:
+            raise ValueError(
+                f"worker_ttl={self.worker_ttl} is too short for a FinexWorker: it must be at "
+                f"least {MIN_WORKER_TTL} s, because a running job's started-registry entry "
+                "expires worker_ttl after the worker's last beat (rq: job timeout + 60 s) and "
+                "the worker beats every worker_ttl / 3 (docs/architecture.md)"
+            )
+
+    def _prepare_for_work(self, dequeue_strategy: DequeueStrategy) -> None:
+        """What each work() call needs afresh, so one instance can work() again, as rq's can."""
+        self._check_workable()
+        self._dequeue_strategy = dequeue_strategy  # one queue: every strategy is one order
+        if self._beater.ident is not None:  # an earlier work() started (and stopped) it
+            self._beater = self._new_beater()
+            # That work()'s teardown unsubscribed (and ended its listener); subscribe() must
+            # run again.
+            self._commands = None
+            self.pubsub_thread = None
+            self.pubsub = None
+        self._idle_since = None
+        self._main_thread = threading.get_ident()
+        signal.signal(STOP_JOB_SIGNAL, self._on_stop_signal)
+
+    def _idle_block(self, max_idle_time: int | None) -> int | None:
+        """Seconds to wait for a job now; None once the worker has been idle max_idle_time."""
+        if max_idle_time is None:
+            return self.dequeue_timeout
+        now = time.monotonic()
+        if self._idle_since is None:
+            self._idle_since = now
+        left = max_idle_time - (now - self._idle_since)
+        if left <= 0:
+            return None
+        return min(self.dequeue_timeout, math.ceil(left))
+
+    @staticmethod
+    def _is_shutdown(exc: BaseException) -> bool:
+        """The worker's own shutdown, not the job's: it ends the process, the job is swept."""
+        return isinstance(exc, ColdShutdown | ShutDownImminentException)
+
+    def request_force_stop(self, signum: int, frame: FrameType | None) -> None:
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            raise ColdShutdown() from None
+
+    def _finalize_success_or_failure(
+        self, job: Job, queue: Queue, execution: Execution, value: object
+    ) -> bool:
+        """rq's success path; if it raises (a success callback that raises), the job fails
+        instead, as in rq, and the worker carries on. True when recorded as a success."""
+        try:
+            self._with_redis(self._finalize_success, job, queue, execution, value)
+        except BaseException as exc:
+            if self._is_shutdown(exc) or isinstance(exc, REDIS_DOWN):
+                raise  # REDIS_DOWN escapes _with_redis only when stopping
+            self._with_redis(self._finalize_failure, job, queue, execution, sys.exc_info())
+            return False
+        return True
+
+    # stop-job and stop-execution: rq's command thread checks that this worker runs the job,
+    # sets _stopped_job_id and calls kill_horse(). A SimpleWorker has no horse, so we interrupt
+    # the main thread instead, which raises JobStopped in the job if it still runs.
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self._main_thread is None:
+            self.log.warning("Worker %s: not working; stop command ignored", self.name)
+            return
+        signal.pthread_kill(self._main_thread, STOP_JOB_SIGNAL)
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        stopped = self._stopped_job_id
+        if stopped is not None and stopped == self._performing:
+            raise JobStopped(f"job {stopped} stopped by request")
+        if stopped is not None and stopped == self._performed:
+            self._drop_late_stop()  # before the failure path reads it: a failure stays a failure
+        # Otherwise claimed but not yet running: _perform stops it before it runs.
+
+    def _perform(self, job: Job) -> Any:
+        """job.perform(), stoppable by rq's stop commands while it runs."""
+        self._performing = job.id
+        try:
+            if self._stopped_job_id == job.id:  # the stop came between claim and now
+                raise JobStopped(f"job {job.id} stopped by request before it ran")
+            return job.perform()
+        finally:
+            self._performing = None
+            self._performed = job.id
+
+    def _finalize_stopped(self, job: Job, queue: Queue, execution: Execution) -> None:
+        """What rq's forking Worker records for a job stopped on request: its stopped callback
+        runs (errors logged), and the job is STOPPED in the FailedJobRegistry, not retried."""
+        self.log.warning("Worker %s: job %s stopped on request", self.name, job.id)
+        self._performed = None  # a second stop command now must not undo this one
+        job.ended_at = utcnow()
+        try:
+            execute_stopped_callback(job, self.death_penalty_class)
+        except Exception:
+            self.log.exception("Worker %s: stopped callback of job %s raised", self.name, job.id)
+        self._stopped_job_id = job.id  # handle_job_failure reads it: STOPPED, never retried
+        self.handle_job_failure(
+            job,
+            queue=queue,
+            started_job_registry=queue.started_job_registry,
+            exc_string=STOPPED_BY_REQUEST,
+            execution=execution,
+        )
+
+    def _drop_late_stop(self) -> None:
+        """A stop that came once the job's function had returned (or raised) changes nothing;
+        forget it, so it cannot stop a later run of the same job id."""
+        self._performed = None
+        if self._stopped_job_id is not None:
+            self.log.warning(
+                "Worker %s: stop command for job %s came after it had returned; ignored",
+                self.name,
+                self._stopped_job_id,
+            )
+            self._stopped_job_id = None
 
     # -- failures and counters ------------------------------------------------------------------
 
