@@ -233,8 +233,10 @@ class QueueMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_pause_without_an_owner(self) -> None:
-        value = self.conn.get(paused_key(QUEUE))
-        assert value is None or text(value).strip(), "paused with no owner recorded"
+        held = control.holds(self.conn, QUEUE)
+        paused = bool(self.conn.exists(paused_key(QUEUE)))
+        assert paused == bool(held), f"paused={paused} but holders {held}"
+        assert all(by.strip() for by in held), f"a pause held by nobody: {held}"
 
 
 def test_the_queue_never_loses_strands_or_doubles_work(redis_url: str) -> None:

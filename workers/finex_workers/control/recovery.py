@@ -88,7 +88,9 @@ def clean_stuck_jobs(
     the id there. RQ's own maintenance repairs that only inside a live worker, after a minute;
     here it is repaired in the same sweep (see _recover_intermediate).
     """
-    q = get_queue(queue, conn)
+    # Any queue name, not only the three: a FinexWorker's maintenance runs this sweep instead of
+    # rq's registry cleanup, on whatever queue rq's tooling drives it with (`rq worker -w`).
+    q = Queue(queue, connection=conn)
     started = StartedJobRegistry(queue, conn)
     failed = FailedJobRegistry(queue, conn)
     recover = scripts.script(conn, "recover_one")
