@@ -121,7 +121,9 @@ class PoolSpec:
     drain_timeout_seconds: int = 600 + DRAIN_MARGIN_SECONDS
     on_drain_timeout: str = "Abort"
     #: A restart's Stopping deadline: every target Pod gone (past-grace Pods aside).
-    stop_timeout_seconds: int = 300
+    #: Unset in the CR: job_timeout_seconds + DRAIN_MARGIN_SECONDS, so a Proceed restart's Pods,
+    #: finishing a job within their grace (job timeout + the grace margin), are waited for.
+    stop_timeout_seconds: int = 600 + DRAIN_MARGIN_SECONDS
     #: A restart's Starting deadline: every target Deployment's Pods Ready.
     start_timeout_seconds: int = 600
     pod_template: PodTemplate = PodTemplate()
@@ -219,7 +221,9 @@ def parse_spec(raw: Mapping[str, Any]) -> PoolSpec:
             raw.get("drainTimeoutSeconds") or job_timeout + DRAIN_MARGIN_SECONDS
         ),
         on_drain_timeout=str(raw.get("onDrainTimeout", "Abort")),
-        stop_timeout_seconds=int(raw.get("stopTimeoutSeconds", 300)),
+        stop_timeout_seconds=int(
+            raw.get("stopTimeoutSeconds") or job_timeout + DRAIN_MARGIN_SECONDS
+        ),
         start_timeout_seconds=int(raw.get("startTimeoutSeconds", 600)),
         pod_template=parse_pod_template(raw.get("podTemplate")),
     )

@@ -66,6 +66,21 @@ def test_an_unset_drain_timeout_follows_the_job_timeout(job_timeout: int) -> Non
     assert parse_spec({**SPEC, "drainTimeoutSeconds": 5}).drain_timeout_seconds == 5
 
 
+@pytest.mark.parametrize("job_timeout", [60, 600, 3600])
+def test_the_default_stop_deadline_outlasts_a_proceeding_drain(job_timeout: int) -> None:
+    """With onDrainTimeout Proceed, Stopping waits for Pods that finish a job within their grace
+    (job timeout + the operator's default grace margin): a default shorter than that aborts
+    every such restart at Stopping."""
+    schema = crd_spec_schema()
+    stored = {**SPEC, "jobTimeoutSeconds": job_timeout, "onDrainTimeout": "Proceed"}
+    if "default" in schema["stopTimeoutSeconds"]:
+        stored["stopTimeoutSeconds"] = schema["stopTimeoutSeconds"]["default"]
+    grace = build(stored)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert parse_spec(stored).stop_timeout_seconds > grace
+    # An explicit value is the user's.
+    assert parse_spec({**SPEC, "stopTimeoutSeconds": 5}).stop_timeout_seconds == 5
+
+
 @pytest.mark.parametrize("job_timeout", [1, 600, 86400])
 @pytest.mark.parametrize("margin", [0, 30, 3600])
 def test_the_grace_period_covers_the_job_timeout(job_timeout: int, margin: int) -> None:
