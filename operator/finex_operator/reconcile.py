@@ -300,9 +300,18 @@ def forget(rt: Runtime, body: dict[str, Any]) -> None:
     """
     meta = body.get("metadata") or {}
     uid = meta.get("uid", "")
+    # Under the pool's lock: a reconcile in flight (it read the pool before the deletion) may
+    # still pause a queue in its Pausing step; lifting before it ends would leave that pause
+    # for good. A reconcile after this one finds the pool gone and does nothing.
+    with rt.lock_for(uid):
+        _lift_restart_pauses(rt, body)
     rt.last_sweep.pop(uid, None)
     with rt.guard:
         rt.locks.pop(uid, None)
+
+
+def _lift_restart_pauses(rt: Runtime, body: dict[str, Any]) -> None:
+    meta = body.get("metadata") or {}
     if _phase(body.get("status")) in (None, "Done"):
         return
     try:

@@ -263,3 +263,32 @@ def test_the_operator_restart_keeps_a_pause_it_did_not_take(
     assert not control.is_paused(redis_conn, "matrix")
     assert not control.is_paused(redis_conn, "probability")
     assert condition(get_pool(k8s_api, k8s_namespace), "Degraded") == "False"
+
+
+def test_forget_waits_for_the_pools_reconcile_in_flight(
+    secret: str, k8s_api: client.ApiClient, k8s_namespace: str, redis_conn: redis.Redis
+) -> None:
+    """A pool deleted while a reconcile of it runs: forget() lifts the restart's pause only once
+    that reconcile is done, or the reconcile's own pause (Pausing acts after forget lifted)
+    would stay for good. Here the reconcile in flight is the pool's lock held."""
+    import threading
+
+    from finex_operator.reconcile import Runtime, forget
+    from finex_operator.settings import OperatorSettings
+
+    rt = Runtime(api=k8s_api, settings=OperatorSettings(), post=lambda *a, **k: None)
+    body = pool()
+    body["metadata"].update(namespace=k8s_namespace, uid="deleted-pool-uid")
+    body["status"] = {"restart": {"phase": "Pausing", "queues": ["growth"]}}
+    lock = rt.lock_for("deleted-pool-uid")
+    lock.acquire()  # a reconcile of the pool is in flight
+    forgetting = threading.Thread(target=forget, args=(rt, body), daemon=True)
+    forgetting.start()
+    # ... and takes the restart's pause now, after forget() began.
+    control.pause(redis_conn, "growth", by=control.Holder.OPERATOR_RESTART)
+    forgetting.join(timeout=1.0)
+    assert forgetting.is_alive(), "forget() did not wait for the reconcile in flight"
+    lock.release()
+    forgetting.join(timeout=30)
+    assert not forgetting.is_alive()
+    assert control.holds(redis_conn, "growth") == {}, "the restart's pause outlived its pool"
