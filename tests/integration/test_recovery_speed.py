@@ -15,6 +15,7 @@ from rq.utils import utcformat
 from finex_workers import control
 from finex_workers.control.scheduling import STALE_SECONDS, take_over_lock
 from finex_workers.core.settings import Settings
+from finex_workers.infra.processes import pid_namespace
 from finex_workers.infra.redisconn import get_queue
 from finex_workers.runtime import enqueue
 from finex_workers.runtime.scheduler import FinexScheduler
@@ -30,13 +31,20 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def _holder(conn, name: str, *, pid: int, host: str, beat_age: float = 0.0) -> None:
+def _holder(
+    conn, name: str, *, pid: int, host: str, beat_age: float = 0.0, pidns: str | None = None
+) -> None:
+    """A scheduler's lock and record; pidns: the PID namespace it records (this one's when it
+    runs on this host, none when it is elsewhere)."""
     conn.set(LOCK, name, ex=61)
     beat = utcformat(datetime.fromtimestamp(time.time() - beat_age, tz=UTC))
+    if pidns is None:
+        pidns = pid_namespace() if host == socket.gethostname() else ""
     conn.hset(
         SCHEDULER_KEY_TEMPLATE % name,
-        mapping={"name": name, "hostname": host, "pid": pid, "last_heartbeat": beat},
-    )
+        mapping={"name": name, "hostname": host, "pid": pid, "last_heartbeat": beat,
+                 "finex_pidns": pidns},
+    )  # fmt: skip
 
 
 def test_a_live_holder_keeps_its_lock(redis_conn) -> None:
@@ -47,6 +55,22 @@ def test_a_live_holder_keeps_its_lock(redis_conn) -> None:
     _holder(redis_conn, "elsewhere", pid=1, host="another-host")
     assert take_over_lock(redis_conn, "growth", "newcomer", 61) is None
     assert redis_conn.get(LOCK) == b"elsewhere"
+
+
+def test_a_holder_in_another_pid_namespace_of_this_host_is_not_judged_by_its_pid(
+    redis_conn,
+) -> None:
+    # A debug container shares the Pod's hostname, not its PIDs: the holder's pid means nothing
+    # here, so only its lock's staleness can tell.
+    _holder(redis_conn, "in-the-pod", pid=_dead_pid(), host=socket.gethostname(), pidns="pod:1")
+    assert take_over_lock(redis_conn, "growth", "debug-container", 61) is None
+    assert redis_conn.get(LOCK) == b"in-the-pod"
+
+
+def test_the_scheduler_records_its_pid_namespace(redis_conn) -> None:
+    scheduler = FinexScheduler(["growth"], redis_conn)
+    scheduler.register_birth()
+    assert redis_conn.hget(scheduler.key, "finex_pidns") == pid_namespace().encode()
 
 
 def test_a_dead_holders_lock_is_taken_over_at_once(redis_conn) -> None:

@@ -16,8 +16,6 @@ does it (``lua/move_due.lua``), so two schedulers never both enqueue one job.
 
 from __future__ import annotations
 
-import socket
-
 import redis
 from rq.job import Job
 from rq.scheduler import SCHEDULER_KEY_TEMPLATE, RQScheduler
@@ -25,7 +23,7 @@ from rq.utils import now as utcnow
 from rq.utils import utcformat
 
 from finex_workers.control import scripts
-from finex_workers.infra.processes import pid_alive
+from finex_workers.infra.processes import pid_alive, pid_namespace
 from finex_workers.infra.redisconn import get_queue, text
 
 #: A scheduler whose heartbeat is this much older than now is dead (it beats every second).
@@ -37,9 +35,12 @@ def holder_dead_reason(conn: redis.Redis, holder: str) -> str | None:
     data = conn.hgetall(SCHEDULER_KEY_TEMPLATE % holder)
     if not data:
         return f"scheduler {holder} is gone (no metadata)"
-    host = text(data.get(b"hostname") or b"")
+    # Its pid means something here only in the same PID namespace, which FinexScheduler
+    # records (not by hostname: a debug container shares it, not the PIDs). Any other holder is
+    # judged by its lock's staleness alone.
+    same_pids = text(data.get(b"finex_pidns") or b"") == pid_namespace()
     pid = int(data.get(b"pid") or 0)
-    if host == socket.gethostname() and pid and not pid_alive(pid):
+    if same_pids and pid and not pid_alive(pid):
         return f"scheduler {holder} (pid {pid} on this host) is not running"
     return None
 

@@ -28,6 +28,7 @@ import redis
 from rq.scheduler import RQScheduler
 
 from finex_workers.control.scheduling import move_due_jobs, take_over_lock
+from finex_workers.infra.processes import pid_namespace
 from finex_workers.runtime.redis_wait import delays
 
 log = logging.getLogger("finex.scheduler")
@@ -70,6 +71,11 @@ class FinexScheduler(RQScheduler):
             if moved:
                 log.info("moved %d due job(s) onto %s", len(moved), name)
         self._status = self.Status.STARTED
+
+    def register_birth(self) -> None:
+        super().register_birth()
+        # Where its pid means something (control.scheduling.holder_dead_reason).
+        self.connection.hset(self.key, "finex_pidns", pid_namespace())
 
     def work(self) -> None:
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
