@@ -6,7 +6,11 @@ TopologySpreadConstraint, EnvVar, EnvFromSource, VolumeMount, and the volume sou
 bundle needs). Copying them by hand would drift; this script inlines them from the OpenAPI v3
 document the pinned kube-apiserver serves (`kubectl get --raw /openapi/v3/api/v1`), as
 structural schemas: $refs resolved, no defaults (the Deployment's own defaulting applies), no
-list-map markers (their keys are not all required upstream). The hand-written rules (CEL,
+list-map markers (their keys are not all required upstream). A Quantity (emptyDir.sizeLimit,
+a resourceFieldRef's divisor) is rendered as spec.resources' are: untyped, since a structural
+schema cannot type "a string or a number" and x-kubernetes-int-or-string refuses 0.5 (a Pod
+takes it), with a description of the forms; the admission policy
+crds/finexworkerpools-quantities-policy.yaml judges the values. The hand-written rules (CEL,
 limits) stay in crds/finexworkerpools.yaml; only the block between the markers
 `# BEGIN generated: <name>` and `# END generated: <name>` is rewritten.
 
@@ -42,17 +46,32 @@ BLOCKS = {
     "projectedVolumeSource": CORE + "ProjectedVolumeSource",
     "emptyDirVolumeSource": CORE + "EmptyDirVolumeSource",
 }
-KEEP = {"type", "format", "description", "properties", "items", "required", "enum"}
+KEEP = {"type", "format", "description", "properties", "items", "required", "enum", "maxLength"}
 MARKER = re.compile(r"^(?P<indent> *)# BEGIN generated: (?P<name>\w+)\n", re.M)
+
+
+#: What a Quantity field's description adds to upstream's: the forms it takes, and who checks.
+QUANTITY_FORMS = (
+    'Written as a Pod takes it: a Kubernetes quantity as a string ("1Gi", "500M", "1m")'
+    " or a YAML number (1073741824, 2). The admission policy finexworkerpools-quantities.finex.io"
+    " (installed with this CRD) refuses a value that is no non-negative quantity, and a size in"
+    " bytes that is not whole bytes: 512m is 0.512 bytes (m is milli), write 512Mi."
+)
+
+
+def _quantity(node: dict[str, Any]) -> bool:
+    """A resource.Quantity: a string or a number (OpenAPI v3 oneOf), or v2's format."""
+    one_of = {o.get("type") for o in node.get("oneOf", ())}
+    return node.get("format") == "quantity" or {"string", "number"} <= one_of
 
 
 def _int_or_string(node: dict[str, Any]) -> bool:
     fmt = node.get("format")
-    one_of = {o.get("type") for o in node.get("oneOf", ())}  # Quantity: a string or a number
+    one_of = {o.get("type") for o in node.get("oneOf", ())}  # IntOrString: an integer or a string
     return (
         bool(node.get("x-kubernetes-int-or-string"))
-        or fmt in ("int-or-string", "quantity")
-        or ("string" in one_of and one_of & {"number", "integer"} != set())
+        or fmt == "int-or-string"
+        or ("string" in one_of and "integer" in one_of)
     )
 
 
@@ -69,7 +88,13 @@ def _resolve(node: dict[str, Any], schemas: dict[str, Any], seen: tuple[str, ...
             target["description"] = node["description"]
         return _resolve(target, schemas, (*seen, name))
     out: dict[str, Any] = {k: node[k] for k in ("description", "enum", "required") if k in node}
-    if _int_or_string(node):  # IntOrString, Quantity: the apiserver's own x-kubernetes marker
+    if _quantity(node):  # untyped, as spec.resources' quantities: the policy judges them
+        out["x-kubernetes-preserve-unknown-fields"] = True
+        out["maxLength"] = 64
+        upstream = node.get("description", "").rstrip()
+        upstream += "" if not upstream or upstream.endswith(".") else "."
+        out["description"] = f"{upstream} {QUANTITY_FORMS}".lstrip()
+    elif _int_or_string(node):  # IntOrString: the apiserver's own x-kubernetes marker
         out["x-kubernetes-int-or-string"] = True
     else:
         out.update({k: node[k] for k in ("type", "format") if k in node})

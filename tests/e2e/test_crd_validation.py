@@ -358,6 +358,92 @@ REFUSED: list[tuple[str, Edit, str]] = [
         "spec.podTemplate.volumeMounts[0].mountPath: Invalid value: mountPath must"
         " be absolute and outside /tmp",
     ),
+    # The quantities spec.podTemplate brings (from the Pod's own types), judged like
+    # spec.resources: by the admission policy, naming the field with its index.
+    (
+        "emptyDir size 512m, with what was meant",
+        _set(
+            "spec.podTemplate.volumes",
+            [{"name": "a", "emptyDir": {}}, {"name": "scratch", "emptyDir": {"sizeLimit": "512m"}}],
+        ),
+        'spec.podTemplate.volumes[1].emptyDir.sizeLimit: "512m" is 0.512 bytes; a size is whole'
+        " bytes (m is milli): did you mean 512Mi?",
+    ),
+    (
+        "emptyDir size 0.5, half a byte",
+        _set("spec.podTemplate.volumes", [{"name": "scratch", "emptyDir": {"sizeLimit": 0.5}}]),
+        'spec.podTemplate.volumes[0].emptyDir.sizeLimit: "0.5" is 0.5 bytes; a size is whole'
+        " bytes: use a binary suffix, such as 512Mi or 1.5Gi",
+    ),
+    (
+        "emptyDir size that is no quantity",
+        _set("spec.podTemplate.volumes", [{"name": "scratch", "emptyDir": {"sizeLimit": "half"}}]),
+        'spec.podTemplate.volumes[0].emptyDir.sizeLimit: "half" is not a non-negative Kubernetes'
+        " quantity: a string such as 500m, 2, 512Mi or 1.5Gi, or a number such as 0.5 or 2",
+    ),
+    (
+        "negative emptyDir size",
+        _set("spec.podTemplate.volumes", [{"name": "scratch", "emptyDir": {"sizeLimit": -1}}]),
+        'spec.podTemplate.volumes[0].emptyDir.sizeLimit: "-1" is not a non-negative Kubernetes'
+        " quantity",
+    ),
+    (
+        "emptyDir size that is an object",
+        _set(
+            "spec.podTemplate.volumes", [{"name": "scratch", "emptyDir": {"sizeLimit": {"gi": 1}}}]
+        ),
+        "spec.podTemplate.volumes[0].emptyDir.sizeLimit: must be a non-negative Kubernetes"
+        " quantity",
+    ),
+    (
+        "env divisor that is no quantity",
+        _set(
+            "spec.podTemplate.env",
+            [
+                {"name": "A", "value": "1"},
+                {
+                    "name": "MEM",
+                    "valueFrom": {
+                        "resourceFieldRef": {"resource": "limits.memory", "divisor": "1MB"}
+                    },
+                },
+            ],
+        ),
+        'spec.podTemplate.env[1].valueFrom.resourceFieldRef.divisor: "1MB" is not a non-negative'
+        " Kubernetes quantity",
+    ),
+    (
+        "projected downward API divisor that is no quantity",
+        _set(
+            "spec.podTemplate.volumes",
+            [
+                {
+                    "name": "info",
+                    "projected": {
+                        "sources": [
+                            {"secret": {"name": "s"}},
+                            {
+                                "downwardAPI": {
+                                    "items": [
+                                        {
+                                            "path": "mem",
+                                            "resourceFieldRef": {
+                                                "containerName": "worker",
+                                                "resource": "limits.memory",
+                                                "divisor": "one",
+                                            },
+                                        }
+                                    ]
+                                }
+                            },
+                        ]
+                    },
+                }
+            ],
+        ),
+        "spec.podTemplate.volumes[0].projected.sources[1].downwardAPI.items[0].resourceFieldRef"
+        '.divisor: "one" is not a non-negative Kubernetes quantity',
+    ),
     (
         "affinity field Kubernetes does not have",
         _set("spec.podTemplate.affinity", {"nodeAffinity": {"required": []}}),
@@ -408,6 +494,60 @@ ACCEPTED: list[tuple[str, Edit]] = [
         ),
     ),
     ("zero cpu", _set("spec.resources.requests.cpu", 0)),
+    (
+        "emptyDir sizes as a Pod takes them: 1Gi, 1073741824, 1e9, 0",
+        _set(
+            "spec.podTemplate.volumes",
+            [
+                {"name": "a", "emptyDir": {"sizeLimit": "1Gi"}},
+                {"name": "b", "emptyDir": {"sizeLimit": 1073741824}},
+                {"name": "c", "emptyDir": {"sizeLimit": 1e9}},
+                {"name": "d", "emptyDir": {"sizeLimit": 0, "medium": "Memory"}},
+            ],
+        ),
+    ),
+    (
+        "divisors as a Pod takes them: 1Mi, a number, 1m",
+        lambda body: body["spec"].update(
+            podTemplate={
+                "env": [
+                    {
+                        "name": "MEM_MI",
+                        "valueFrom": {
+                            "resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}
+                        },
+                    },
+                    {
+                        "name": "CPU",
+                        "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": 1}},
+                    },
+                ],
+                "volumes": [
+                    {
+                        "name": "info",
+                        "projected": {
+                            "sources": [
+                                {
+                                    "downwardAPI": {
+                                        "items": [
+                                            {
+                                                "path": "cpu",
+                                                "resourceFieldRef": {
+                                                    "containerName": "worker",
+                                                    "resource": "requests.cpu",
+                                                    "divisor": "1m",
+                                                },
+                                            }
+                                        ]
+                                    }
+                                }
+                            ]
+                        },
+                    }
+                ],
+            }
+        ),
+    ),
     (
         "DLQ backoff equal to its cap",
         _set("spec.dlq", {"backoffSeconds": 60, "maxBackoffSeconds": 60}),
@@ -504,6 +644,72 @@ def test_a_number_quantity_reaches_the_deployment_as_a_pod_reads_it(
         "requests": {"cpu": "500m", "memory": "1G"},
         "limits": {"cpu": "2", "memory": "1536Mi"},
     }
+
+
+def test_a_number_size_reaches_the_deployment_as_a_pod_reads_it(
+    crd: None, kubectl: Kubectl
+) -> None:
+    """`sizeLimit: 1073741824` written as YAML, stored as a number, reaches the Deployment as
+    that number and its Pods read it as the quantity "1073741824" (1Gi)."""
+    template = yaml.safe_load("volumes: [{name: scratch, emptyDir: {sizeLimit: 1073741824}}]")
+    pool_body = pool()
+    pool_body["spec"]["podTemplate"] = template
+    stored = json.loads(
+        kubectl(
+            "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(pool_body)
+        ).stdout
+    )
+    assert stored["spec"]["podTemplate"]["volumes"][0]["emptyDir"] == {"sizeLimit": 1073741824}
+    dep = builders.deployment(
+        pool="pool", uid="u", spec=parse_spec(stored["spec"]), queue="growth", replicas=1,
+        grace_margin=30,
+    )  # fmt: skip
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["scratch"]["emptyDir"]["sizeLimit"] == 1073741824
+    dep["metadata"]["ownerReferences"] = []
+    created = json.loads(
+        kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(dep)).stdout
+    )
+    volumes = {v["name"]: v for v in created["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["scratch"]["emptyDir"] == {"sizeLimit": "1073741824"}
+
+
+def test_a_pool_stored_with_a_bad_size_still_updates(
+    crd: None, kubectl: Kubectl, k8s_cluster: k8s.Cluster
+) -> None:
+    """As for spec.resources: only the sizes a request sets or changes are judged."""
+    legacy = pool("legacy-size")
+    legacy["spec"]["podTemplate"] = {
+        "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "512m"}}]
+    }
+    k8s_cluster.kubectl("delete", "-f", str(BINDING))  # as before the upgrade
+    try:
+        wait_for(
+            "the pool to be stored without the policy",
+            lambda: (
+                kubectl("apply", "-f", "-", input=json.dumps(legacy), check=False).returncode == 0
+            ),
+            60,
+            0.2,
+        )
+    finally:
+        k8s_cluster.kubectl("apply", "-f", str(BINDING))
+    wait_for("the quantity policy to refuse 512m", lambda: _policy_refuses(k8s_cluster), 60, 0.2)
+    kubectl("annotate", "fwp", "legacy-size", "finex.io/note=upgraded")
+    kubectl(
+        "patch", "fwp", "legacy-size", "--type=json",
+        "-p", '[{"op": "replace", "path": "/spec/queues/0/replicas", "value": 1}]',
+    )  # fmt: skip
+    added = {"name": "more", "emptyDir": {"sizeLimit": "256m"}}
+    refused = kubectl(
+        "patch", "fwp", "legacy-size", "--type=json",
+        "-p", json.dumps([{"op": "add", "path": "/spec/podTemplate/volumes/0", "value": added}]),
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "spec.podTemplate.volumes[0].emptyDir.sizeLimit" in refused.stderr, refused.stderr
+    assert "did you mean 256Mi?" in refused.stderr, refused.stderr
+    assert "512Mi" not in refused.stderr, refused.stderr
 
 
 def test_a_pool_stored_before_the_policy_still_updates(
@@ -623,6 +829,19 @@ def test_kubectl_explain_describes_every_field(crd: None, kubectl: Kubectl) -> N
     assert all(form in cpu for form in ('"500m"', '"0.5"', "0.5", "2")), cpu
     memory = " ".join(kubectl("explain", "fwp.spec.resources.limits.memory").stdout.split())
     assert all(form in memory for form in ('"512Mi"', '"1.5Gi"', '"1G"', "512m")), memory
+    # So do the quantities of the Pod template, generated from the Pod's own types.
+    for path in (
+        "podTemplate.volumes.emptyDir.sizeLimit",
+        "podTemplate.env.valueFrom.resourceFieldRef.divisor",
+        "podTemplate.volumes.projected.sources.downwardAPI.items.resourceFieldRef.divisor",
+    ):
+        text = " ".join(kubectl("explain", f"fwp.spec.{path}").stdout.split())
+        assert "a string" in text, text
+        assert "a YAML number" in text, text
+    size = " ".join(
+        kubectl("explain", "fwp.spec.podTemplate.volumes.emptyDir.sizeLimit").stdout.split()
+    )
+    assert all(form in size for form in ('"1Gi"', "1073741824", "512m", "512Mi")), size
 
 
 def test_pools_are_in_the_finex_category_only(crd: None, kubectl: Kubectl) -> None:
