@@ -30,9 +30,12 @@ def test_ready_once_a_worker_of_this_pod_is_live_and_alive_while_paused(
     fleet = start_fleet(
         ["growth"], args=("--metrics-port", str(port)), GROWTH_WORKER_CONCURRENCY="2"
     )
-    fleet.wait_ready(redis_conn)
+    # Both workers live: /readyz answers 200 from the first one on, and on a loaded machine the
+    # second may start a moment later (the probe then says 1/2).
+    fleet.wait_ready(redis_conn, per_queue=2)
     status, body = wait_for(
-        "the probe to answer 200", lambda: (s := get(port, "/readyz"))[0] == 200 and s
+        "the probe to answer 200 with both workers live",
+        lambda: (s := get(port, "/readyz"))[0] == 200 and "growth 2/2" in s[1] and s,
     )
     assert body.startswith("ready: live workers growth 2/2"), body
     assert get(port, "/livez")[0] == 200
