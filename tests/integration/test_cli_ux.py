@@ -213,7 +213,15 @@ def test_status_lists_live_workers_with_their_job_and_keeps_dead_ones_apart(
     fleet.wait_ready(redis_conn, per_queue=2)
     job_id = probe(redis_conn, settings, "growth", "held", hold=30)
     wait_for("the job to start", lambda: control.active_jobs(redis_conn, "growth") == 1)
-    idle = next(w for w in control.live_workers(redis_conn, "growth") if w.get_state() == "idle")
+    # The other worker says idle once it first waits for work; on a loaded machine it may still
+    # be starting (rq's state 'started') when the job starts.
+    idle = wait_for(
+        "the other worker to wait for work",
+        lambda: next(
+            (w for w in control.live_workers(redis_conn, "growth") if w.get_state() == "idle"),
+            None,
+        ),
+    )
     os.kill(idle.pid, signal.SIGKILL)  # registered until its TTL, nobody listening
 
     def status() -> dict:
