@@ -159,8 +159,8 @@ def act(rt: Runtime, body: dict[str, Any], todo: Plan, conn: redis.Redis | None)
         after.append(Event("Normal", EventReason.DLQ_RETRIED, f"{q}: sent {len(sent)} job(s) back"))
     if todo.sweep:
         rt.last_sweep[body["metadata"]["uid"]] = time.monotonic()
+    max_crashes = parse_spec(body["spec"]).max_crashes if todo.sweep else 0
     for q in todo.sweep:
-        max_crashes = parse_spec(body["spec"]).max_crashes
         report = control.clean_stuck_jobs(conn, q, max_crashes=max_crashes)
         if report.requeued or report.dead_lettered:
             reasons = "; ".join(f"{j}: {r}" for j, r in list(report.reasons.items())[:5])

@@ -77,9 +77,8 @@ def snapshot(conn: redis.Redis, queue: str, now: float | None = None) -> QueueSn
     pipe.zcount(FinishedJobRegistry(queue, conn).key, now, "+inf")
     pipe.zrangebyscore(StartedJobRegistry(queue, conn).key, *rqkeys.active_bounds(now))
     pipe.exists(config_error_key(queue))
-    pipe.hmget(stats_key(queue), [f"quarantined:{kind}" for kind in CRASH_KINDS])
-    pipe.hget(stats_key(queue), "dropped")
-    failed_total, finished, live, config_error, quarantined, dropped = pipe.execute()
+    pipe.hmget(stats_key(queue), ["dropped", *(f"quarantined:{kind}" for kind in CRASH_KINDS)])
+    failed_total, finished, live, config_error, (dropped, *quarantined) = pipe.execute()
     oldest = 0.0
     if live:
         pipe = conn.pipeline(transaction=False)
